@@ -1,0 +1,213 @@
+"""The ``bulksync`` command: flags in, a config out, the library does the work, exit codes at the edge."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+from bulksync import __version__
+from bulksync.config import DEFAULT_BASE_URL, DEFAULT_STATE_PATH, HttpConfig, SyncConfig
+from bulksync.emulator import cli as emulator_cli
+from bulksync.errors import BulksyncError, ExitStatus
+from bulksync.report import describe_change, render_summary
+from bulksync.sync import SyncResult, run_sync
+
+log = logging.getLogger("bulksync")
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bulksync", description="Keep a Loops.so audience in sync with a CSV or JSONL file of contacts."
+    )
+    parser.add_argument("--version", action="version", version=f"bulksync {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sync = commands.add_parser("sync", help="sync a CSV/JSONL file into Loops")
+    sync.add_argument("source", type=Path, metavar="SOURCE", help=".csv, .tsv, .jsonl or .ndjson, optionally .gz")
+    sync.add_argument("--dry-run", action="store_true", help="plan and report, send no write, leave state alone")
+    sync.add_argument("--state", type=Path, default=DEFAULT_STATE_PATH, help="state file (default: %(default)s)")
+    sync.add_argument("--key", choices=["email", "userId"], default="email", help="what identifies a contact")
+    sync.add_argument("--report", type=Path, help="per-row CSV report (default: bulksync-report-<UTC time>.csv)")
+    sync.add_argument("--summary-json", type=Path, help="write the run's counts as JSON here")
+    sync.add_argument("--delete-missing", action="store_true", help="delete synced contacts absent from SOURCE")
+    sync.add_argument("--keep-empty", action="store_true", help="empty cells leave Loops' value alone")
+    sync.add_argument("--resubscribe", action="store_true",
+                      help="send subscribed=true to existing contacts (re-subscribes people)")
+    sync.add_argument("--encoding", default="utf-8", help="source text encoding (default: utf-8)")
+    sync.add_argument("--rate-limit", type=_positive_float, default=10.0, metavar="RPS",
+                      help="requests per second at most (default: 10, Loops' limit per team)")
+    sync.add_argument("--concurrency", type=_positive_int, default=4, metavar="N",
+                      help="requests in flight at most (default: 4)")
+    sync.add_argument("--max-retries", type=_non_negative_int, default=6, metavar="N",
+                      help="retries per request on 429, 5xx and network errors (default: 6)")
+    sync.add_argument("--create-via", choices=["create", "update"], default="create",
+                      help="endpoint for contacts new to the state (default: create, 409 falls back to update)")
+    sync.add_argument("--no-progress", action="store_true", help="no progress bar (off anyway when not a terminal)")
+    sync.add_argument("--base-url", help=f"Loops API base URL (default: $LOOPS_BASE_URL or {DEFAULT_BASE_URL})")
+    sync.set_defaults(run=_run_sync)
+
+    emulator = commands.add_parser("emulator", help="run the bundled Loops API emulator on loopback")
+    emulator_cli.add_arguments(emulator)
+    emulator.set_defaults(run=lambda args, out, err: emulator_cli.run(args))
+    return parser
+
+
+def sync_config(args: argparse.Namespace, environ: dict[str, str], stderr: TextIO) -> SyncConfig:
+    """Flags and environment -> :class:`SyncConfig`."""
+    http = HttpConfig(
+        api_key=environ.get("LOOPS_API_KEY") or None,
+        base_url=args.base_url or environ.get("LOOPS_BASE_URL") or DEFAULT_BASE_URL,
+        rate_limit=args.rate_limit,
+        concurrency=args.concurrency,
+        max_retries=args.max_retries,
+    )
+    return SyncConfig(
+        source=args.source,
+        state_path=args.state,
+        key=args.key,
+        dry_run=args.dry_run,
+        delete_missing=args.delete_missing,
+        keep_empty=args.keep_empty,
+        resubscribe=args.resubscribe,
+        report_path=args.report,
+        summary_json_path=args.summary_json,
+        encoding=args.encoding,
+        progress=not args.no_progress and stderr.isatty(),
+        create_via=args.create_via,
+        http=http,
+    )
+
+
+class _Signals:
+    """First SIGINT/SIGTERM asks the run to stop gracefully; the exit status remembers which."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.status = ExitStatus.INTERRUPTED
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+        self.status = ExitStatus.TERMINATED if signum == signal.SIGTERM else ExitStatus.INTERRUPTED
+        self.stop.set()
+        log.warning("stopping: finishing requests in flight, then saving state (signal again to abort)")
+
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+
+def _run_sync(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    config = sync_config(args, dict(os.environ), err)
+    with _Signals() as signals:
+        sleep: Callable[[float], None] = args.sleep or (lambda seconds: _ignore(signals.stop.wait(seconds)))
+        result = run_sync(config, stop=signals.stop, sleep=sleep)
+    if config.dry_run:
+        out.write(render_preview(result) + "\n")
+    out.write(render_summary(result.summary, result.report_path) + "\n")
+    if result.interrupted:
+        return signals.status
+    return ExitStatus.ROWS_FAILED if result.summary.failed else ExitStatus.OK
+
+
+def _ignore(_: object) -> None:
+    """Sleeping is waiting on the stop event, so a signal cuts every wait short."""
+
+
+def render_preview(result: SyncResult) -> str:
+    """The first planned changes, field by field, and the first rejections with reasons."""
+    lines: list[str] = []
+    if result.preview:
+        lines.append(f"Planned changes (first {len(result.preview)}):")
+        for action in result.preview:
+            where = f"row {action.row}" if action.row is not None else "state"
+            lines.append(f"  {action.kind:<7} {action.key}  ({where})")
+            if action.kind == "create":
+                fields = ", ".join(f"{c.field}={json.dumps(c.after, ensure_ascii=False)}" for c in action.changes)
+                lines.append(f"      {fields}")
+            else:
+                lines.extend(f"      {describe_change(change)}" for change in action.changes)
+    if result.rejects_preview:
+        lines.append(f"Rejected rows (first {len(result.rejects_preview)}):")
+        lines.extend(f"  row {row}: {reason}" for row, _key, reason in result.rejects_preview)
+    return "\n".join(lines) if lines else "No changes planned."
+
+
+def _configure_logging(err: TextIO, debug: bool) -> None:
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if debug else logging.WARNING)
+    log.propagate = False
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> int:
+    """Entry point; returns the exit status.
+
+    ``out``/``err`` default to the process's streams; ``sleep`` (for tests) replaces every wait
+    of the throttle and the retries.
+    """
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    args.sleep = sleep
+    _configure_logging(err, args.debug)
+    run: Callable[[argparse.Namespace, TextIO, TextIO], int] = args.run
+    try:
+        return int(run(args, out, err))
+    except BulksyncError as exc:
+        if args.debug:
+            traceback.print_exc(file=err)
+        err.write(f"bulksync: error: {exc}\n")
+        return int(exc.exit_status)
+    except KeyboardInterrupt:
+        err.write("bulksync: aborted\n")
+        return int(ExitStatus.INTERRUPTED)

@@ -1,0 +1,142 @@
+"""Stage 3: decide per contact: create, update (field by field), delete, or leave alone.
+
+No I/O here. ``classify`` is one polars join of the source against the state's hashes; the
+``plan_*`` functions turn only the changed rows into :class:`Action` objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import polars as pl
+
+from bulksync.config import KeyField
+from bulksync.fields import is_list_field
+from bulksync.fingerprint import HASH
+from bulksync.normalise import KEY
+from bulksync.read import ROW
+from bulksync.state import STATE_HASH, Fields
+
+ActionKind = Literal["create", "update", "delete", "refresh"]
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    key: KeyField = "email"
+    delete_missing: bool = False
+    keep_empty: bool = False
+    resubscribe: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    field: str
+    before: str | None
+    after: str | None
+
+
+@dataclass(slots=True)
+class Action:
+    """One contact's planned write. ``send`` holds canonical text values; ``None`` clears a field.
+
+    A ``refresh`` sends nothing: the source row changed in a way Loops must not see (for example
+    ``subscribed: true`` for someone bulksync unsubscribed), so only the stored hash moves on.
+    """
+
+    kind: ActionKind
+    key: str
+    row: int | None
+    row_hash: int | None
+    before: Fields
+    send: dict[str, str | None]
+    identity: tuple[str, ...] = field(default=())
+
+    @property
+    def changes(self) -> list[Change]:
+        return [
+            Change(name, self.before.get(name), value)
+            for name, value in self.send.items()
+            if self.before.get(name) != value
+        ]
+
+
+@dataclass
+class Classified:
+    """The source split against the state: rows to create, rows changed, keys gone, and a count."""
+
+    new: pl.DataFrame
+    changed: pl.DataFrame
+    missing: list[str]
+    unchanged: int
+
+
+def classify(contacts: pl.DataFrame, state_hashes: pl.DataFrame, delete_missing: bool) -> Classified:
+    """Join source rows (with ``HASH``) to the state's hashes by key."""
+    joined = contacts.join(state_hashes, on=KEY, how="left")
+    known = pl.col(STATE_HASH).is_not_null()
+    new = joined.filter(~known).drop(STATE_HASH).sort(ROW)
+    changed = joined.filter(known & (pl.col(HASH) != pl.col(STATE_HASH))).drop(STATE_HASH).sort(ROW)
+    unchanged = joined.height - new.height - changed.height
+    missing: list[str] = []
+    if delete_missing and contacts.height:  # a source with no valid rows never deletes anything
+        missing = state_hashes.join(contacts.select(KEY), on=KEY, how="anti")[KEY].sort().to_list()
+    return Classified(new=new, changed=changed, missing=missing, unchanged=unchanged)
+
+
+def row_fields(row: Mapping[str, Any]) -> dict[str, str | None]:
+    """A source row's fields, without bulksync's own columns."""
+    return {name: value for name, value in row.items() if not name.startswith("__")}
+
+
+def identity_fields(key_field: KeyField) -> tuple[str, ...]:
+    # Under --key userId the email rides along: it changes the contact's email when it differs,
+    # and lets Loops' upsert recreate a contact that was deleted on their side.
+    return ("userId", "email") if key_field == "userId" else ("email",)
+
+
+def plan_create(row: Mapping[str, Any], options: PlanOptions) -> Action:
+    send: dict[str, str | None] = {name: value for name, value in row_fields(row).items() if value is not None}
+    return Action("create", row[KEY], row[ROW], row[HASH], {}, send, identity_fields(options.key))
+
+
+def plan_update(row: Mapping[str, Any], before: Fields, options: PlanOptions) -> Action:
+    """Send the identifier plus only the fields whose value differs from what Loops has from us."""
+    source = row_fields(row)
+    identity = identity_fields(options.key)
+    send: dict[str, str | None] = {name: source[name] for name in identity}
+    for name in sorted(set(source) | set(before)):
+        new, old = source.get(name), before.get(name)
+        if new == old or name in identity:
+            continue
+        if new is None and (options.keep_empty or is_list_field(name)):
+            continue  # an empty cell leaves Loops' value alone; lists are only ever added or removed
+        if name == "subscribed" and new == "true" and not options.resubscribe:
+            continue  # never re-subscribe someone unless asked to
+        send[name] = new
+    changed = any(before.get(name) != value for name, value in send.items())
+    kind: ActionKind = "update" if changed else "refresh"
+    return Action(kind, row[KEY], row[ROW], row[HASH], before, send, identity)
+
+
+def plan_delete(key: str, before: Fields, options: PlanOptions) -> Action:
+    return Action("delete", key, None, None, before, {options.key: key}, (options.key,))
+
+
+def plan_updates(
+    rows: Iterable[Mapping[str, Any]], previous: Mapping[str, Fields], options: PlanOptions
+) -> Iterator[Action]:
+    for row in rows:
+        yield plan_update(row, previous[row[KEY]], options)
+
+
+def applied(before: Fields, sent: Mapping[str, str | None]) -> Fields:
+    """The fields Loops holds after ``sent`` was confirmed on top of ``before``."""
+    after = dict(before)
+    for name, value in sent.items():
+        if value is None:
+            after.pop(name, None)
+        else:
+            after[name] = value
+    return after

@@ -1,0 +1,220 @@
+"""Stage 2: turn source columns into Loops fields, check every row, and keep one row per contact.
+
+All of it is column-wise polars work: the result is a frame of canonical text values (booleans as
+``true``/``false``), a key per row, and a frame of rejected rows with the reason for each.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import polars as pl
+
+from bulksync.config import KeyField
+from bulksync.errors import InputError
+from bulksync.fields import (
+    FALSE_WORDS,
+    LIST_PREFIX,
+    MAILING_LISTS,
+    MAX_STRING_CHARS,
+    READ_ONLY_FIELDS,
+    STANDARD_FIELDS,
+    TRUE_WORDS,
+    is_list_field,
+    list_field,
+)
+from bulksync.read import ROW, Source
+
+KEY = "__key"
+REASON = "__reason"
+LISTS_INVALID = "__lists_invalid"
+
+# Deliberately simple: Loops is the judge of deliverability; this only stops what it would refuse.
+EMAIL_PATTERN = r"^[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f.]{2,}$"
+CONTROL_CHARS = r"[\x00-\x1f\x7f]"
+
+
+@dataclass
+class Contacts:
+    """Valid rows (one per key), the type of each field, and the rejected rows with reasons."""
+
+    frame: pl.DataFrame
+    types: dict[str, str]
+    rejects: pl.DataFrame
+
+    @property
+    def fields(self) -> list[str]:
+        return [c for c in self.frame.columns if c not in (ROW, KEY)]
+
+
+def normalise(source: Source, key: KeyField = "email") -> Contacts:
+    """Map, clean, validate and de-duplicate the rows of ``source``."""
+    renames = _field_names(source)
+    frame = source.frame.rename(renames)
+    kinds = {renames.get(c, c): kind for c, kind in source.kinds.items()}
+    if "email" not in frame.columns:
+        raise InputError(
+            f"{source.path}:1: no email column (found: {', '.join(source.columns) or 'none'}); "
+            "add an 'email' column or map one with --mapping"
+        )
+    if key == "userId" and "userId" not in frame.columns:
+        raise InputError(f"{source.path}:1: --key userId needs a userId column; add one or use --key email")
+    frame, list_reason = _expand_mailing_lists(frame)
+    fields = [c for c in frame.columns if not c.startswith("__")]
+    types = {name: _field_type(name, kinds.get(name, "string")) for name in fields}
+    frame = frame.with_columns(_clean(name, types[name]) for name in fields)
+    frame = frame.with_columns(
+        pl.col(key).alias(KEY),
+        _reason(fields, types, key, list_reason).alias(REASON),
+    )
+    frame = frame.with_columns(_canonical_booleans(fields, types)).drop(LISTS_INVALID, strict=False)
+    valid = frame.filter(pl.col(REASON).is_null())
+    rejects = frame.filter(pl.col(REASON).is_not_null()).select(ROW, KEY, REASON)
+    valid, duplicates = _last_row_wins(valid)
+    malformed = pl.DataFrame(
+        {ROW: [r for r, _ in source.malformed], KEY: [None] * len(source.malformed),
+         REASON: [m for _, m in source.malformed]},
+        schema={ROW: pl.UInt32, KEY: pl.String, REASON: pl.String},
+    )
+    rejects = pl.concat([rejects.cast({ROW: pl.UInt32}), duplicates.cast({ROW: pl.UInt32}), malformed]).sort(ROW)
+    return Contacts(frame=valid.drop(REASON), types=types, rejects=rejects)
+
+
+def _field_names(source: Source) -> dict[str, str]:
+    """Map headers to Loops field names: standard fields match case-insensitively, others stay."""
+    known = {name.lower(): name for name in (*STANDARD_FIELDS, MAILING_LISTS)}
+    renames: dict[str, str] = {}
+    taken: dict[str, str] = {}
+    for column in source.columns:
+        stripped = column.strip()
+        lowered = stripped.lower()
+        if lowered.startswith(LIST_PREFIX.lower()):
+            name = list_field(stripped[len(LIST_PREFIX) :])
+        else:
+            name = known.get(lowered, stripped)
+        if name in READ_ONLY_FIELDS:
+            raise InputError(f"{source.path}:1: column {column!r} is read-only in Loops; drop it or rename it")
+        if name in taken:
+            raise InputError(
+                f"{source.path}:1: columns {taken[name]!r} and {column!r} both map to {name!r}; drop one"
+            )
+        taken[name] = column
+        if name != column:
+            renames[column] = name
+    return renames
+
+
+def _field_type(name: str, kind: str) -> str:
+    if name in STANDARD_FIELDS:
+        return STANDARD_FIELDS[name]
+    if is_list_field(name):
+        return "boolean"
+    return {"number": "number", "boolean": "boolean"}.get(kind, "string")
+
+
+def _expand_mailing_lists(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.Expr | None]:
+    """Split a ``mailingLists`` JSON column into one ``mailingLists.<id>`` column per list."""
+    if MAILING_LISTS not in frame.columns:
+        return frame, None
+    per_list: dict[str, list[str | None]] = {}
+    invalid: list[bool] = []
+    values = frame[MAILING_LISTS].to_list()
+    for index, text in enumerate(values):
+        parsed = _parse_lists(text)
+        invalid.append(parsed is None)
+        for list_id, member in (parsed or {}).items():
+            per_list.setdefault(list_id, [None] * len(values))[index] = member
+    new_columns = {list_field(list_id): column for list_id, column in per_list.items()}
+    clash = set(new_columns) & set(frame.columns)
+    if clash:
+        raise InputError(f"list {sorted(clash)[0]!r} is given both in the mailingLists column and its own column")
+    frame = frame.drop(MAILING_LISTS).with_columns(
+        pl.Series(LISTS_INVALID, invalid, dtype=pl.Boolean),
+        *(pl.Series(name, column, dtype=pl.String) for name, column in new_columns.items()),
+    )
+    reason = pl.when(pl.col(LISTS_INVALID)).then(
+        pl.lit('mailingLists must be a JSON object such as {"listId": true}')
+    )
+    return frame, reason
+
+
+def _parse_lists(text: str | None) -> dict[str, str | None] | None:
+    if text is None or not text.strip():
+        return {}
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    members: dict[str, str | None] = {}
+    for list_id, member in parsed.items():
+        if member is None or isinstance(member, bool | str | int):
+            members[str(list_id)] = None if member is None else str(member).lower()
+        else:
+            return None
+    return members
+
+
+def _clean(name: str, type_: str) -> pl.Expr:
+    """Trim; an empty cell means no value; emails compare lowercased; booleans lowercased."""
+    column = pl.col(name).str.strip_chars()
+    column = pl.when(column == "").then(None).otherwise(column)
+    if name == "email" or type_ == "boolean":
+        column = column.str.to_lowercase()
+    return column.alias(name)
+
+
+def _canonical_booleans(fields: list[str], types: dict[str, str]) -> list[pl.Expr]:
+    return [
+        pl.when(pl.col(name).is_in(list(TRUE_WORDS))).then(pl.lit("true"))
+        .when(pl.col(name).is_in(list(FALSE_WORDS))).then(pl.lit("false"))
+        .otherwise(pl.col(name)).alias(name)
+        for name in fields
+        if types[name] == "boolean"
+    ]
+
+
+def _reason(fields: list[str], types: dict[str, str], key: KeyField, list_reason: pl.Expr | None) -> pl.Expr:
+    """The first reason a row cannot be sent, or null. Order: identity first, then values."""
+    checks: list[pl.Expr] = [
+        pl.when(pl.col("email").is_null()).then(pl.lit("missing email")),
+        pl.when(~pl.col("email").str.contains(EMAIL_PATTERN)).then(
+            pl.format("invalid email syntax: {}", pl.col("email"))
+        ),
+    ]
+    if key == "userId":
+        checks += [
+            pl.when(pl.col("userId").is_null()).then(pl.lit("missing userId (required by --key userId)")),
+            pl.when(pl.col("userId").str.contains(CONTROL_CHARS)).then(pl.lit("userId contains control characters")),
+        ]
+    if list_reason is not None:
+        checks.append(list_reason)
+    for name in fields:
+        if types[name] == "boolean":
+            words = sorted(TRUE_WORDS | FALSE_WORDS)
+            checks.append(
+                pl.when(pl.col(name).is_not_null() & ~pl.col(name).is_in(words)).then(
+                    pl.format(f"invalid {name} value '{{}}' (use true/false/yes/no/1/0)", pl.col(name))
+                )
+            )
+        checks.append(
+            pl.when(pl.col(name).str.len_chars() > MAX_STRING_CHARS).then(
+                pl.format(
+                    f"{name} is {{}} characters long; Loops accepts at most {MAX_STRING_CHARS}",
+                    pl.col(name).str.len_chars(),
+                )
+            )
+        )
+    return pl.coalesce(checks)
+
+
+def _last_row_wins(valid: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Keep the last row of each key; the earlier ones become rejects pointing at the winner."""
+    last = pl.col(ROW).max().over(KEY)
+    marked = valid.with_columns(last.alias("__winner"))
+    duplicates = marked.filter(pl.col(ROW) != pl.col("__winner")).select(
+        ROW, KEY, pl.format("duplicate of row {} (the last row for a contact wins)", pl.col("__winner")).alias(REASON)
+    )
+    return marked.filter(pl.col(ROW) == pl.col("__winner")).drop("__winner"), duplicates

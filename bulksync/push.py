@@ -1,0 +1,168 @@
+"""Stage 4: carry out planned actions against Loops with a small paced pool of workers.
+
+Workers only talk HTTP; every outcome comes back to the calling thread, which alone writes state
+and report, so SQLite never sees two writers and a stop request is honoured between actions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from tenacity import RetryCallState
+
+from bulksync.client import LoopsClient
+from bulksync.config import CreateVia
+from bulksync.diff import Action
+from bulksync.errors import AuthError, ConflictError, NotFoundError, NotSent, RejectedError, RetriableError
+from bulksync.fields import payload_from_fields
+from bulksync.retry import retry_policy
+from bulksync.throttle import RateLimiter, Sleep
+
+log = logging.getLogger("bulksync")
+
+Sent = dict[str, str | None]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one action. ``sent`` is what Loops confirmed (``None`` when it failed)."""
+
+    action: Action
+    ok: bool
+    sent: Sent | None
+    http_status: int | None
+    attempts: int
+    error: str | None = None
+    note: str | None = None
+
+
+def without_resubscribe(send: Mapping[str, str | None]) -> Sent:
+    """An update to a contact that may exist must never carry ``subscribed: true``."""
+    return {name: value for name, value in send.items() if not (name == "subscribed" and value == "true")}
+
+
+class Pusher:
+    """Executes one action: the right endpoint, paced, retried, with the 409 fallback."""
+
+    def __init__(
+        self,
+        client: LoopsClient,
+        limiter: RateLimiter,
+        types: Mapping[str, str],
+        *,
+        max_retries: int,
+        sleep: Sleep,
+        create_via: CreateVia = "create",
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.client = client
+        self.limiter = limiter
+        self.types = types
+        self.max_retries = max_retries
+        self.sleep = sleep
+        self.create_via = create_via
+        self._refused: AuthError | None = None
+        self._should_stop = should_stop
+
+    def execute(self, action: Action) -> Outcome:
+        if self._refused:  # the key is dead: no more requests, no retry storm
+            raise self._refused
+        attempts = [0]
+        try:
+            sent, status, note = self._run(action, attempts)
+        except AuthError as exc:
+            self._refused = exc
+            raise
+        except (RejectedError, RetriableError, NotSent) as exc:
+            return Outcome(action, False, None, exc.status, attempts[0], error=str(exc))
+        return Outcome(action, True, sent, status, attempts[0], note=note)
+
+    def _run(self, action: Action, attempts: list[int]) -> tuple[Sent, int, str | None]:
+        if action.kind == "refresh":
+            return {}, 0, None
+        if action.kind == "delete":
+            try:
+                self._send(self.client.delete, action.send, attempts)
+            except NotFoundError:
+                return action.send, 404, "already gone from Loops"
+            return action.send, 200, None
+        if action.kind == "create" and self.create_via == "create":
+            try:
+                self._send(self.client.create, action.send, attempts)
+                return action.send, 200, None
+            except ConflictError:
+                sent = without_resubscribe(action.send)
+                self._send(self.client.update, sent, attempts)
+                return sent, 200, "already in Loops (409): updated without subscribed"
+        sent = without_resubscribe(action.send) if action.kind == "create" else action.send
+        self._send(self.client.update, sent, attempts)
+        return sent, 200, None
+
+    def check_key(self) -> dict[str, Any]:
+        """``GET /v1/api-key``, paced and retried like any request: a bad key raises AuthError."""
+        return self.call(self.client.api_key, "the API key check", [0])  # type: ignore[no-any-return]
+
+    def call(self, request: Callable[[], Any], what: str, attempts: list[int]) -> Any:
+        """One request under the rate limit, retried by policy; ``attempts`` counts the tries sent."""
+
+        def once() -> Any:
+            self.limiter.acquire()
+            if self._should_stop():
+                raise NotSent("not sent: the run was stopped")
+            attempts[0] += 1
+            return request()
+
+        return retry_policy(self.max_retries, self.sleep, before_sleep=_log_retry(what))(once)
+
+    def _send(self, endpoint: Callable[[dict[str, Any]], Any], send: Sent, attempts: list[int]) -> None:
+        body = payload_from_fields(send, self.types)
+        self.call(lambda: endpoint(body), str(send.get("userId") or send.get("email")), attempts)
+
+
+def _log_retry(what: str) -> Callable[[RetryCallState], None]:
+    def before_sleep(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        wait_s = state.next_action.sleep if state.next_action else 0.0
+        log.warning("retrying %s after attempt %d (%s); waiting %.1fs", what, state.attempt_number, error, wait_s)
+
+    return before_sleep
+
+
+def push_all(
+    actions: Iterable[Action],
+    execute: Callable[[Action], Outcome],
+    concurrency: int,
+    on_outcome: Callable[[Outcome], None],
+    should_stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """Run ``actions`` on ``concurrency`` workers, handing each outcome to ``on_outcome`` here.
+
+    Stops taking new actions once ``should_stop()`` is true or the key is refused; actions
+    already in flight are finished and their outcomes recorded before returning or raising.
+    """
+    auth_error: AuthError | None = None
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="bulksync") as pool:
+        pending: set[Future[Outcome]] = set()
+
+        def settle(done: Iterable[Future[Outcome]]) -> None:
+            nonlocal auth_error
+            for future in done:
+                try:
+                    on_outcome(future.result())
+                except AuthError as exc:
+                    auth_error = auth_error or exc
+
+        for action in actions:
+            if should_stop() or auth_error:
+                break
+            pending.add(pool.submit(execute, action))
+            if len(pending) >= concurrency * 2:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                settle(done)
+        settle(wait(pending).done)
+    if auth_error:
+        raise auth_error

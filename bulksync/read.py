@@ -1,0 +1,203 @@
+"""Stage 1: stream a CSV or JSONL file (optionally gzipped) into a polars frame of text columns.
+
+Every value stays text here (``02134`` stays ``02134``); types are decided by ``normalise``. Each
+record keeps its 1-based position in the source in the ``ROW`` column so that every later message
+can point at it.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from bulksync.errors import InputError
+
+ROW = "__row"
+JSONL_CHUNK_LINES = 50_000
+
+# The kinds a JSONL value can have; CSV values are all "string".
+ValueKind = str
+
+
+@dataclass
+class Source:
+    """What the reader found: rows as text, the kind of each column, and records it could not parse."""
+
+    path: Path
+    frame: pl.DataFrame
+    kinds: dict[str, ValueKind] = field(default_factory=dict)
+    malformed: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def columns(self) -> list[str]:
+        return [c for c in self.frame.columns if c != ROW]
+
+
+def read_source(path: Path, encoding: str = "utf-8", delimiter: str | None = None) -> Source:
+    """Read ``path`` by its extension: .csv or .jsonl/.ndjson, each optionally .gz."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    fmt = suffixes[-1] if suffixes else ""
+    if fmt not in (".csv", ".jsonl", ".ndjson", ".tsv"):
+        raise InputError(
+            f"{path}: unknown source format {fmt or '(no extension)'!r}; "
+            "name the file .csv, .tsv, .jsonl or .ndjson (optionally .gz)"
+        )
+    text = _decode(path, _read_bytes(path), encoding)
+    if fmt in (".jsonl", ".ndjson"):
+        return _read_jsonl(path, text)
+    return _read_csv(path, text, delimiter or ("\t" if fmt == ".tsv" else None))
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        if path.suffix.lower() == ".gz":
+            with gzip.open(path, "rb") as fh:
+                return fh.read()
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file; check the SOURCE path") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory; SOURCE must be a .csv or .jsonl file") from None
+    except (OSError, EOFError) as exc:
+        raise InputError(f"{path}: cannot be read ({exc}); check the file is complete") from None
+
+
+def _decode(path: Path, data: bytes, encoding: str) -> str:
+    """Decode to text, dropping a UTF-8 BOM; a bad byte names its line and suggests ``--encoding``."""
+    try:
+        text = data.decode("utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding)
+    except LookupError:
+        raise InputError(f"unknown --encoding {encoding!r}; use a Python codec name such as latin-1") from None
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(
+            f"{path}:{line}: byte 0x{data[exc.start]:02x} is not valid {encoding}; "
+            "pass the file's encoding, e.g. --encoding latin-1 or --encoding cp1252"
+        ) from None
+    if "\n" not in text and "\r" in text:  # classic Mac line ends: polars only splits on \n
+        text = text.replace("\r", "\n")
+    return text
+
+
+def sniff_delimiter(header_line: str) -> str:
+    """Pick the separator of a header line: the most frequent of , ; and tab outside quotes."""
+    counts = {sep: 0 for sep in (",", ";", "\t")}
+    quoted = False
+    for char in header_line:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in counts:
+            counts[char] += 1
+    best = max(counts, key=lambda sep: counts[sep])
+    return best if counts[best] else ","
+
+
+def _read_csv(path: Path, text: str, delimiter: str | None) -> Source:
+    if not text.strip():
+        raise InputError(f"{path}: the file is empty; expected a header line such as 'email,firstName'")
+    header_line = text.split("\n", 1)[0]
+    separator = delimiter or sniff_delimiter(header_line)
+    _check_header(path, header_line, separator)
+    try:
+        frame = pl.read_csv(
+            text.encode("utf-8"),
+            infer_schema=False,
+            separator=separator,
+            quote_char='"',
+            raise_if_empty=False,
+        )
+    except pl.exceptions.PolarsError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: not a readable CSV file ({first}); check quoting and column counts") from None
+    frame = frame.with_row_index(ROW, offset=1)
+    return Source(path=path, frame=frame, kinds={c: "string" for c in frame.columns if c != ROW})
+
+
+def _check_header(path: Path, header_line: str, separator: str) -> None:
+    names = next(csv.reader([header_line], delimiter=separator), [])
+    seen: set[str] = set()
+    for name in names:
+        clean = name.strip()
+        if not clean:
+            raise InputError(f"{path}:1: the header has an empty column name; name every column")
+        if clean.startswith("__"):
+            raise InputError(f"{path}:1: column name {clean!r} is reserved (starts with __); rename it")
+        if clean in seen:
+            raise InputError(f"{path}:1: column {clean!r} appears twice in the header; rename or drop one")
+        seen.add(clean)
+
+
+def _read_jsonl(path: Path, text: str) -> Source:
+    malformed: list[tuple[int, str]] = []
+    kinds: dict[str, set[ValueKind]] = {}
+    chunks = [
+        pl.DataFrame(columns, schema={ROW: pl.UInt32, **{c: pl.String for c in columns if c != ROW}})
+        for columns in _jsonl_chunks(text, malformed, kinds)
+    ]
+    frame = pl.concat(chunks, how="diagonal") if chunks else pl.DataFrame(schema={ROW: pl.UInt32})
+    resolved = {c: (next(iter(k)) if len(k) == 1 else "string") for c, k in kinds.items()}
+    return Source(path=path, frame=frame, kinds=resolved, malformed=malformed)
+
+
+def _jsonl_chunks(
+    text: str, malformed: list[tuple[int, str]], kinds: dict[str, set[ValueKind]]
+) -> Iterator[dict[str, list[Any]]]:
+    """Parse lines into columnar chunks so memory holds text columns, never one dict per row."""
+    columns: dict[str, list[Any]] = {ROW: []}
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            malformed.append((number, f"malformed JSON at column {exc.colno}: {exc.msg}"))
+            continue
+        if not isinstance(record, dict):
+            malformed.append((number, f"line is JSON {type(record).__name__}, not an object"))
+            continue
+        size = len(columns[ROW])
+        columns[ROW].append(number)
+        for name, value in record.items():
+            if name.startswith("__"):
+                malformed.append((number, f"key {name!r} is reserved (starts with __)"))
+                continue
+            text_value, kind = _jsonl_value(value)
+            column = columns.setdefault(name, [None] * size)
+            column.extend([None] * (size - len(column)))
+            column.append(text_value)
+            if kind is not None:
+                kinds.setdefault(name, set()).add(kind)
+        if size + 1 >= JSONL_CHUNK_LINES:
+            yield _padded(columns)
+            columns = {ROW: []}
+    if columns[ROW]:
+        yield _padded(columns)
+
+
+def _padded(columns: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    size = len(columns[ROW])
+    for column in columns.values():
+        column.extend([None] * (size - len(column)))
+    return columns
+
+
+def _jsonl_value(value: Any) -> tuple[str | None, ValueKind | None]:
+    """A JSON value as canonical text plus its kind; nested values stay JSON text."""
+    if value is None:
+        return None, None
+    if isinstance(value, bool):
+        return ("true" if value else "false"), "boolean"
+    if isinstance(value, int | float):
+        return json.dumps(value), "number"
+    if isinstance(value, str):
+        return value, "string"
+    return json.dumps(value, sort_keys=True, separators=(",", ":")), "json"

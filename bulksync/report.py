@@ -1,0 +1,126 @@
+"""Stage 5: say what happened to every row: a per-row CSV report, a JSON summary, a table for people."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from bulksync.diff import Action, Change
+from bulksync.push import Outcome
+
+REPORT_COLUMNS = ("row", "key", "action", "status", "http_status", "attempts", "error", "changes")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass
+class Summary:
+    """The run in numbers; ``--summary-json`` writes exactly these keys."""
+
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    failed: int = 0
+    requests: int = 0
+    dry_run: bool = False
+    duration_s: float = 0.0
+
+    def count(self, action: Action) -> None:
+        """Count one applied (or, in a dry run, planned) action."""
+        if action.kind == "refresh":
+            self.unchanged += 1
+        else:
+            name = {"create": "created", "update": "updated", "delete": "deleted"}[action.kind]
+            setattr(self, name, getattr(self, name) + 1)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["duration_s"] = round(self.duration_s, 3)
+        return data
+
+
+def open_private(path: Path) -> IO[str]:
+    """Open for writing, readable by the owner only: reports and plans hold personal data."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "w", encoding="utf-8", newline="")
+
+
+def write_json(path: Path, data: Any) -> None:
+    with open_private(path) as fh:
+        json.dump(data, fh, indent=2, ensure_ascii=False)
+        fh.write("\n")
+
+
+def safe_cell(value: object) -> str:
+    """Neutralise spreadsheet formulas: the report is opened in Excel."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def describe_change(change: Change) -> str:
+    """``field: "before" -> "after"``."""
+    return f"{change.field}: {_shown(change.before)} -> {_shown(change.after)}"
+
+
+def describe_changes(action: Action) -> str:
+    """Every field the action changes, ``;``-separated."""
+    return "; ".join(describe_change(change) for change in action.changes)
+
+
+def _shown(value: str | None) -> str:
+    return "(empty)" if value is None else json.dumps(value, ensure_ascii=False)
+
+
+class ReportWriter:
+    """Streams one CSV line per row that was not unchanged, in the order things happen."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file = open_private(path)
+        self._csv = csv.writer(self._file)
+        self._csv.writerow(REPORT_COLUMNS)
+
+    def _write(self, *cells: object) -> None:
+        self._csv.writerow([safe_cell(cell) for cell in cells])
+
+    def reject(self, row: int | None, key: str | None, reason: str) -> None:
+        self._write(row, key, "reject", "failed", None, 0, reason, None)
+
+    def planned(self, action: Action) -> None:
+        if action.kind != "refresh":
+            self._write(action.row, action.key, action.kind, "planned", None, 0, None, describe_changes(action))
+
+    def outcome(self, outcome: Outcome) -> None:
+        action = outcome.action
+        if action.kind == "refresh":
+            return
+        status = "ok" if outcome.ok else "failed"
+        error = outcome.error if not outcome.ok else outcome.note
+        self._write(
+            action.row, action.key, action.kind, status, outcome.http_status, outcome.attempts, error,
+            describe_changes(action),
+        )
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def render_summary(summary: Summary, report_path: Path | None) -> str:
+    """The table printed at the end of a run."""
+    title = "Dry run: nothing was sent" if summary.dry_run else "Sync finished"
+    verbs = "would be" if summary.dry_run else ""
+    lines = [f"{title} in {summary.duration_s:.1f}s"]
+    for name in ("created", "updated", "deleted", "unchanged", "rejected", "failed"):
+        label = f"{verbs} {name}".strip() if name in ("created", "updated", "deleted") else name
+        lines.append(f"  {label:<20} {getattr(summary, name):>9,}")
+    lines.append(f"  {'requests':<20} {summary.requests:>9,}")
+    if report_path is not None:
+        lines.append(f"Report: {report_path}")
+    return "\n".join(lines)

@@ -1,0 +1,199 @@
+"""What bulksync last pushed successfully: one SQLite row per contact, written only after Loops confirmed.
+
+Each contact row holds the content hash of the source row that was synced (for the fast "changed?"
+join) and the fields Loops has as bulksync set them (for field-level updates). Writes are grouped in
+transactions, so a crash loses at most the last uncommitted confirmations, never corrupts, and never
+claims a write Loops did not confirm.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from bulksync.errors import StateError
+
+SCHEMA_VERSION = "1"
+STATE_HASH = "__state_hash"
+_KEY = "__key"
+_FIELD_SEPARATOR = "\x1f"  # keys never hold control characters: normalise rejects them
+_BATCH = 500
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS contacts (
+    key TEXT PRIMARY KEY,
+    row_hash INTEGER NOT NULL,
+    fields TEXT NOT NULL,
+    synced_at TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+Fields = dict[str, str]
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class StateStore:
+    """The state file. Use :meth:`open`; read-only stores refuse every write."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection, readonly: bool) -> None:
+        self.path = path
+        self._db = connection
+        self.readonly = readonly
+
+    @classmethod
+    def open(cls, path: Path, *, readonly: bool = False) -> StateStore:
+        """Open (or, unless read-only, create) the state file, checking that it is one of ours."""
+        if readonly and not path.exists():
+            db = sqlite3.connect(":memory:")
+            db.executescript(_SCHEMA)
+            return cls(path, db, readonly=True)
+        is_new = not path.exists()
+        if is_new:
+            _create_private(path)
+        try:
+            uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+            db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            store = cls(path, db, readonly)
+            store._prepare(is_new)
+        except sqlite3.DatabaseError as exc:
+            raise StateError(
+                f"{path}: not a readable bulksync state file ({exc}); restore it from a backup or "
+                "pass another --state (a new file re-sends every contact once, safely)"
+            ) from None
+        return store
+
+    def _prepare(self, is_new: bool) -> None:
+        if not self.readonly:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:
+            if not is_new:  # an existing file with nothing in it was truncated, not new
+                raise sqlite3.DatabaseError("the file is empty or truncated")
+            self._db.executescript(_SCHEMA)
+            self._set_meta("schema_version", SCHEMA_VERSION)
+            return
+        if not {"meta", "contacts"} <= tables:
+            raise sqlite3.DatabaseError("it is an SQLite file but not a bulksync state file")
+        version = self.meta("schema_version")
+        if version != SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(f"schema version {version!r}, this bulksync reads {SCHEMA_VERSION}")
+        self._db.execute("PRAGMA quick_check(1)").fetchone()
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- meta ------------------------------------------------------------------------------------
+    def meta(self, name: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_meta(self, name: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta(name, value) VALUES (?, ?)", (name, value))
+
+    def set_meta(self, values: Mapping[str, str]) -> None:
+        with self.transaction():
+            for name, value in values.items():
+                self._set_meta(name, value)
+
+    def check_key(self, key: str) -> None:
+        """A state file identifies contacts one way for life; using it the other way is an error."""
+        stored = self.meta("key")
+        if stored is not None and stored != key:
+            raise StateError(
+                f"{self.path} identifies contacts by {stored}, not {key}; pass --key {stored} "
+                "or use another --state file"
+            )
+
+    # -- reading ---------------------------------------------------------------------------------
+    def count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM contacts").fetchone()[0])
+
+    def hashes(self) -> pl.DataFrame:
+        """Every key with its row hash, as a frame; one SQL round trip, parsed by polars."""
+        (text,) = self._db.execute(
+            f"SELECT group_concat(key || char({ord(_FIELD_SEPARATOR)}) || row_hash, char(10)) FROM contacts"
+        ).fetchone()
+        schema = {_KEY: pl.String, STATE_HASH: pl.Int64}
+        if not text:
+            return pl.DataFrame(schema=schema)
+        return pl.read_csv(
+            io.StringIO(text), has_header=False, separator=_FIELD_SEPARATOR, quote_char=None,
+            new_columns=list(schema), schema=schema,
+        )
+
+    def fields_for(self, keys: Iterable[str]) -> dict[str, Fields]:
+        """The fields Loops has, as bulksync set them, for each known key among ``keys``."""
+        found: dict[str, Fields] = {}
+        for batch in _batches(list(keys)):
+            marks = ",".join("?" * len(batch))
+            for key, fields in self._db.execute(f"SELECT key, fields FROM contacts WHERE key IN ({marks})", batch):
+                found[key] = json.loads(fields)
+        return found
+
+    def contacts(self) -> Iterator[tuple[str, Fields]]:
+        for key, fields in self._db.execute("SELECT key, fields FROM contacts ORDER BY key"):
+            yield key, json.loads(fields)
+
+    # -- writing ---------------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self.readonly:
+            raise StateError(f"{self.path}: opened read-only (dry run); nothing may be written")
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def save(self, records: Iterable[tuple[str, int, Fields]]) -> None:
+        """Record confirmed contacts: key, hash of the synced source row, fields now in Loops."""
+        now = utc_now()
+        with self.transaction():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO contacts(key, row_hash, fields, synced_at) VALUES (?, ?, ?, ?)",
+                ((key, row_hash, _dump(fields), now) for key, row_hash, fields in records),
+            )
+            self._bump_generation()
+
+    def forget(self, keys: Iterable[str]) -> None:
+        """Drop deleted contacts."""
+        with self.transaction():
+            self._db.executemany("DELETE FROM contacts WHERE key = ?", ((k,) for k in keys))
+            self._bump_generation()
+
+    def _bump_generation(self) -> None:
+        self._db.execute(
+            "INSERT INTO meta(name, value) VALUES ('generation', '1') "
+            "ON CONFLICT(name) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+        )
+
+
+def _dump(fields: Mapping[str, Any]) -> str:
+    return json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def _batches(keys: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(keys), _BATCH):
+        yield keys[start : start + _BATCH]
+
+
+def _create_private(path: Path) -> None:
+    """Create the file readable by its owner only: it holds personal data."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))

@@ -1,0 +1,708 @@
+"""Tests of the Loops API emulator, through httpx: in-process with a fake clock, and over loopback."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bulksync.emulator import EmulatorServer, Faults, LoopsEmulator
+from bulksync.emulator import cli as emulator_cli
+
+BASE_URL = "http://loops.test/api"
+AUTH = {"Authorization": "Bearer test-key"}
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def emu(clock: FakeClock) -> LoopsEmulator:
+    emulator = LoopsEmulator(rate_limit=0, clock=clock, seed=7)
+    emulator.add_list("news", "Newsletter")
+    emulator.add_list("beta", "Beta testers", is_public=False)
+    return emulator
+
+
+@pytest.fixture
+def client(emu: LoopsEmulator, sleeps: list[float]) -> Iterator[httpx.Client]:
+    with httpx.Client(transport=emu.transport(sleep=sleeps.append), base_url=BASE_URL, headers=AUTH) as c:
+        yield c
+
+
+def create(client: httpx.Client, **body: Any) -> httpx.Response:
+    return client.post("/v1/contacts/create", json=body)
+
+
+def update(client: httpx.Client, **body: Any) -> httpx.Response:
+    return client.put("/v1/contacts/update", json=body)
+
+
+def find(client: httpx.Client, **params: str) -> list[dict[str, Any]]:
+    response = client.get("/v1/contacts/find", params=params)
+    assert response.status_code == 200, response.text
+    found: list[dict[str, Any]] = response.json()
+    return found
+
+
+def the_contact(client: httpx.Client, email: str) -> dict[str, Any]:
+    (contact,) = find(client, email=email)
+    return contact
+
+
+# -- auth, routing, basics -------------------------------------------------------------------------
+
+
+def test_api_key_endpoint_and_auth(client: httpx.Client) -> None:
+    assert client.get("/v1/api-key").json() == {"success": True, "teamName": "Emulated Team"}
+    for headers in ({"Authorization": "Bearer wrong"}, {"Authorization": ""}):
+        response = client.get("/v1/api-key", headers=headers)
+        assert response.status_code == 401
+        assert response.json() == {"error": "Invalid API key"}
+        assert "x-ratelimit-limit" not in response.headers
+
+
+def test_path_works_with_or_without_api_prefix(emu: LoopsEmulator) -> None:
+    for target in ("/v1/api-key", "/api/v1/api-key"):
+        assert emu.handle("GET", target, AUTH, b"").status == 200
+
+
+def test_unknown_path_404_wrong_method_405_bad_json_400(client: httpx.Client) -> None:
+    assert client.get("/v1/contacts/nope").status_code == 404
+    assert client.get("/v2/contacts/create").status_code == 404
+    wrong_method = client.get("/v1/contacts/create")
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["allow"] == "POST"
+    assert client.post("/v1/contacts/update", json={"email": "a@b.co"}).status_code == 405
+    assert client.delete("/v1/contacts/delete").status_code == 405
+    malformed = client.post(
+        "/v1/contacts/create", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert malformed.status_code == 400
+    assert malformed.json()["success"] is False
+    assert client.post("/v1/contacts/create", json=["a@b.co"]).status_code == 400
+
+
+# -- create, find, delete --------------------------------------------------------------------------
+
+
+def test_create_then_find_returns_the_loops_contact_shape(client: httpx.Client) -> None:
+    response = create(client, email="Ann@Example.com", firstName="Ann", userId="u1")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["success"] is True
+    assert isinstance(body["id"], str) and len(body["id"]) == 25
+    assert find(client, email="  ann@EXAMPLE.com ") == [
+        {
+            "id": body["id"],
+            "email": "Ann@Example.com",
+            "firstName": "Ann",
+            "lastName": None,
+            "source": "API",
+            "subscribed": True,
+            "userGroup": None,
+            "userId": "u1",
+            "mailingLists": {},
+            "optInStatus": None,
+        }
+    ]
+    assert find(client, userId="u1")[0]["id"] == body["id"]
+    assert find(client, email="nobody@example.com") == []
+    assert find(client, userId="u2") == []
+
+
+def test_find_needs_exactly_one_identifier(client: httpx.Client) -> None:
+    assert client.get("/v1/contacts/find").status_code == 400
+    assert client.get("/v1/contacts/find", params={"email": "a@b.co", "userId": "u"}).status_code == 400
+
+
+def test_create_conflicts_on_email_or_user_id(client: httpx.Client) -> None:
+    assert create(client, email="ann@example.com", userId="u1").status_code == 200
+    assert create(client, email="ANN@example.com ").status_code == 409
+    assert create(client, email="other@example.com", userId="u1").status_code == 409
+    assert create(client, email="other@example.com", userId="u2").status_code == 200
+
+
+@pytest.mark.parametrize("email", ["", "plain", "a@b", "a b@c.com", "@c.com", None, 42])
+def test_create_rejects_missing_or_invalid_email(client: httpx.Client, email: Any) -> None:
+    assert create(client, email=email).status_code == 400
+
+
+def test_create_rejects_bad_standard_values(client: httpx.Client) -> None:
+    assert create(client, email="a@b.co", firstName=5).status_code == 400
+    assert create(client, email="a@b.co", userId="").status_code == 400
+    assert create(client, email="a@b.co", id="x").status_code == 400
+    assert create(client, email="a@b.co", teamId="x").status_code == 400
+    assert client.post("/v1/contacts/create", json={"firstName": "No email"}).status_code == 400
+
+
+def test_delete(client: httpx.Client) -> None:
+    create(client, email="ann@example.com", userId="u1")
+    create(client, email="bob@example.com", userId="u2")
+    response = client.post("/v1/contacts/delete", json={"email": "ANN@example.com"})
+    assert response.status_code == 200
+    assert response.json() == {"success": True, "message": "Contact deleted."}
+    assert client.post("/v1/contacts/delete", json={"email": "ann@example.com"}).status_code == 404
+    assert client.post("/v1/contacts/delete", json={"userId": "u2"}).status_code == 200
+    assert client.post("/v1/contacts/delete", json={"email": "x@y.co", "userId": "u3"}).status_code == 400
+    assert client.post("/v1/contacts/delete", json={}).status_code == 400
+    assert find(client, userId="u2") == []
+
+
+# -- update: the upsert ----------------------------------------------------------------------------
+
+
+def test_update_creates_when_nothing_matches(client: httpx.Client) -> None:
+    response = update(client, email="new@example.com", userId="u9", lastName="New")
+    assert response.status_code == 200
+    contact = the_contact(client, "new@example.com")
+    assert contact["id"] == response.json()["id"]
+    assert (contact["subscribed"], contact["source"], contact["userId"]) == (True, "API", "u9")
+
+
+def test_update_matched_by_email_gets_the_user_id(client: httpx.Client) -> None:
+    created = create(client, email="Ann@example.com", firstName="Ann").json()["id"]
+    assert update(client, email="ann@example.com", userId="u1", lastName="Lee").json()["id"] == created
+    contact = the_contact(client, "ann@example.com")
+    assert (contact["email"], contact["userId"], contact["firstName"], contact["lastName"]) == (
+        "Ann@example.com",
+        "u1",
+        "Ann",
+        "Lee",
+    )
+
+
+def test_update_matched_by_user_id_changes_the_email(client: httpx.Client) -> None:
+    created = create(client, email="old@example.com", userId="u1").json()["id"]
+    assert update(client, email="new@example.com", userId="u1").json()["id"] == created
+    assert find(client, email="old@example.com") == []
+    assert the_contact(client, "new@example.com")["id"] == created
+    assert update(client, userId="u1", firstName="Only by id").status_code == 200
+    assert the_contact(client, "new@example.com")["firstName"] == "Only by id"
+
+
+def test_update_matching_two_contacts_is_400(client: httpx.Client) -> None:
+    create(client, email="ann@example.com", userId="u1")
+    create(client, email="bob@example.com", userId="u2")
+    response = update(client, email="ann@example.com", userId="u2")
+    assert response.status_code == 400
+    assert "Multiple contacts found" in response.json()["message"]
+
+
+def test_update_needs_an_identifier_and_an_email_to_create(client: httpx.Client) -> None:
+    assert update(client, firstName="Nobody").status_code == 400
+    assert update(client, userId="unknown", firstName="Nobody").status_code == 400
+    assert update(client, email=None, userId=None).status_code == 400
+
+
+# -- values ----------------------------------------------------------------------------------------
+
+
+def test_string_length_limit_counts_the_json_quotes(client: httpx.Client) -> None:
+    assert create(client, email="a@example.com", firstName="x" * 498).status_code == 200
+    too_long = create(client, email="b@example.com", firstName="x" * 499)
+    assert too_long.status_code == 400
+    assert too_long.json()["message"] == "Some body key or value is longer than allowable"
+    assert update(client, email="a@example.com", lastName="y" * 499).status_code == 400
+    assert the_contact(client, "a@example.com")["lastName"] is None
+
+
+def test_null_clears_and_omitted_keys_are_left_alone(client: httpx.Client) -> None:
+    create(client, email="ann@example.com", firstName="Ann", lastName="Lee", plan="pro")
+    update(client, email="ann@example.com", firstName=None, plan=None)
+    contact = the_contact(client, "ann@example.com")
+    assert contact["firstName"] is None
+    assert contact["lastName"] == "Lee"
+    assert "plan" not in contact
+    assert update(client, email="ann@example.com", email_typo=None).status_code == 400  # not camelCase
+
+
+def test_subscribed_defaults_true_and_true_resubscribes(client: httpx.Client) -> None:
+    create(client, email="ann@example.com")
+    assert the_contact(client, "ann@example.com")["subscribed"] is True
+    update(client, email="ann@example.com", subscribed=False)
+    update(client, email="ann@example.com", firstName="Still out")
+    assert the_contact(client, "ann@example.com")["subscribed"] is False
+    update(client, email="ann@example.com", subscribed=True)
+    assert the_contact(client, "ann@example.com")["subscribed"] is True
+    assert update(client, email="ann@example.com", subscribed="yes").status_code == 400
+    assert update(client, email="ann@example.com", subscribed=None).status_code == 400
+
+
+def test_mailing_lists_add_remove_and_validation(client: httpx.Client) -> None:
+    create(client, email="ann@example.com", mailingLists={"news": True, "beta": False})
+    assert the_contact(client, "ann@example.com")["mailingLists"] == {"news": True}
+    update(client, email="ann@example.com", mailingLists={"news": False, "beta": True})
+    assert the_contact(client, "ann@example.com")["mailingLists"] == {"beta": True}
+    assert update(client, email="ann@example.com", mailingLists={"missing": True}).status_code == 400
+    assert update(client, email="ann@example.com", mailingLists={"news": "yes"}).status_code == 400
+    assert update(client, email="ann@example.com", mailingLists=["news"]).status_code == 400
+
+
+def test_unsubscribed_contact_cannot_be_added_to_a_list(client: httpx.Client) -> None:
+    assert (
+        create(client, email="out@example.com", subscribed=False, mailingLists={"news": True}).status_code
+        == 400
+    )
+    create(client, email="ann@example.com", mailingLists={"beta": True})
+    rejected = update(client, email="ann@example.com", subscribed=False, mailingLists={"news": True})
+    assert rejected.status_code == 400
+    assert the_contact(client, "ann@example.com")["subscribed"] is True  # a rejected request changes nothing
+    update(client, email="ann@example.com", subscribed=False)
+    assert update(client, email="ann@example.com", mailingLists={"news": True}).status_code == 400
+    assert update(client, email="ann@example.com", mailingLists={"beta": False}).status_code == 200
+    assert (
+        update(client, email="ann@example.com", subscribed=True, mailingLists={"news": True}).status_code
+        == 200
+    )
+
+
+def test_get_lists(client: httpx.Client) -> None:
+    assert client.get("/v1/lists").json() == [
+        {"id": "news", "name": "Newsletter", "description": None, "isPublic": True},
+        {"id": "beta", "name": "Beta testers", "description": None, "isPublic": False},
+    ]
+
+
+# -- properties ------------------------------------------------------------------------------------
+
+
+def test_properties_list_and_create(client: httpx.Client) -> None:
+    standard = client.get("/v1/contacts/properties").json()
+    assert {"key": "firstName", "label": "First Name", "type": "string"} in standard
+    assert {p["key"] for p in standard} >= {"email", "subscribed", "userGroup", "userId"}
+    assert client.get("/v1/contacts/properties", params={"list": "custom"}).json() == []
+    created = client.post("/v1/contacts/properties", json={"name": "planTier", "type": "number"})
+    assert created.json() == {"success": True}
+    assert client.get("/v1/contacts/properties", params={"list": "custom"}).json() == [
+        {"key": "planTier", "label": "Plan Tier", "type": "number"}
+    ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "planTier", "type": "number"},  # duplicate
+        {"name": "email", "type": "string"},  # a standard one
+        {"name": "teamId", "type": "string"},  # reserved
+        {"name": "PlanTier", "type": "string"},
+        {"name": "plan_tier", "type": "string"},
+        {"name": "score", "type": "integer"},
+        {"name": "score"},
+    ],
+)
+def test_property_creation_errors(client: httpx.Client, emu: LoopsEmulator, body: dict[str, Any]) -> None:
+    emu.add_property("planTier", "number")
+    assert client.post("/v1/contacts/properties", json=body).status_code == 400
+
+
+def test_unknown_properties_are_auto_created_as_strings_unless_strict(
+    client: httpx.Client, emu: LoopsEmulator
+) -> None:
+    assert create(client, email="ann@example.com", favouriteColour="red").status_code == 200
+    assert the_contact(client, "ann@example.com")["favouriteColour"] == "red"
+    assert {"key": "favouriteColour", "label": "Favourite Colour", "type": "string"} in client.get(
+        "/v1/contacts/properties", params={"list": "custom"}
+    ).json()
+    emu.configure(strict_properties=True)
+    strict = update(client, email="ann@example.com", shoeSize="42")
+    assert strict.status_code == 400
+    assert "shoeSize" in strict.json()["message"]
+    assert update(client, email="ann@example.com", favouriteColour="blue").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("type_", "value", "stored"),
+    [
+        ("number", 42, 42),
+        ("number", "4.5", 4.5),
+        ("number", "-3", -3),
+        ("boolean", True, True),
+        ("boolean", "false", False),
+        ("date", 1_700_000_000_000, 1_700_000_000_000),
+        ("date", "1700000000000", "1700000000000"),
+        ("date", "2024-02-29", "2024-02-29"),
+        ("date", "2024-02-29T10:30", "2024-02-29T10:30"),
+        ("date", "2024-02-29 10:30:15.123+02:00", "2024-02-29 10:30:15.123+02:00"),
+        ("date", "2024-02-29T10:30:15Z", "2024-02-29T10:30:15Z"),
+        ("string", "text", "text"),
+        ("string", 7, 7),
+    ],
+)
+def test_typed_properties_accept(
+    client: httpx.Client, emu: LoopsEmulator, type_: str, value: Any, stored: Any
+) -> None:
+    emu.add_property("prop", type_)
+    assert create(client, email="ann@example.com", prop=value).status_code == 200
+    assert the_contact(client, "ann@example.com")["prop"] == stored
+
+
+@pytest.mark.parametrize(
+    ("type_", "value"),
+    [
+        ("number", "abc"),
+        ("number", True),
+        ("number", "nan"),
+        ("boolean", "yes"),
+        ("boolean", 1),
+        ("date", "29/02/2024"),
+        ("date", "2024-02-30"),
+        ("date", "2024-02-29T10"),
+        ("date", True),
+        ("string", {"nested": "object"}),
+        ("string", ["a"]),
+    ],
+)
+def test_typed_property_mismatch_is_400_naming_it(
+    client: httpx.Client, emu: LoopsEmulator, type_: str, value: Any
+) -> None:
+    emu.add_property("prop", type_)
+    response = create(client, email="ann@example.com", prop=value)
+    assert response.status_code == 400
+    assert "prop" in response.json()["message"]
+
+
+# -- rate limit ------------------------------------------------------------------------------------
+
+
+def test_token_bucket_headers_and_429(client: httpx.Client, emu: LoopsEmulator, clock: FakeClock) -> None:
+    emu.configure(rate_limit=10)
+    remaining = []
+    for _ in range(10):
+        response = client.get("/v1/api-key")
+        assert response.status_code == 200
+        assert response.headers["x-ratelimit-limit"] == "10"
+        remaining.append(int(response.headers["x-ratelimit-remaining"]))
+    assert remaining == list(range(9, -1, -1))
+    limited = client.get("/v1/api-key")
+    assert limited.status_code == 429
+    assert limited.json() == {"success": False, "message": "Rate limit exceeded."}
+    assert limited.headers["x-ratelimit-remaining"] == "0"
+    clock.advance(0.1)  # refills one token; the 429 took none
+    assert client.get("/v1/api-key").status_code == 200
+    assert client.get("/v1/api-key").status_code == 429
+    clock.advance(60)  # capped at capacity
+    statuses = [client.get("/v1/api-key").status_code for _ in range(11)]
+    assert statuses == [200] * 10 + [429]
+    assert emu.stats()["rate_limited"] == 3
+
+
+def test_background_traffic_shares_the_bucket(
+    client: httpx.Client, emu: LoopsEmulator, clock: FakeClock
+) -> None:
+    emu.configure(rate_limit=10, background_rps=4)
+    while client.get("/v1/api-key").status_code == 200:
+        pass
+    clock.advance(1.0)
+    statuses = [client.get("/v1/api-key").status_code for _ in range(7)]
+    assert statuses == [200] * 6 + [429]
+    emu.configure(background_rps=20)
+    clock.advance(5.0)  # others use more than the limit: the bucket stays empty
+    assert client.get("/v1/api-key").status_code == 429
+
+
+def test_auth_is_checked_before_the_rate_limit(client: httpx.Client, emu: LoopsEmulator) -> None:
+    emu.configure(rate_limit=1)
+    assert client.get("/v1/api-key").status_code == 200
+    assert client.get("/v1/api-key", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert client.get("/v1/api-key").status_code == 429
+
+
+def test_unlimited_still_sends_headers(client: httpx.Client) -> None:
+    response = client.get("/v1/api-key")
+    assert int(response.headers["x-ratelimit-limit"]) >= 1000
+    assert int(response.headers["x-ratelimit-remaining"]) >= 1000
+
+
+# -- faults and latency ----------------------------------------------------------------------------
+
+
+def test_fail_rate_answers_500_json(client: httpx.Client, emu: LoopsEmulator) -> None:
+    emu.configure(faults=Faults(fail_rate=1.0))
+    response = create(client, email="ann@example.com")
+    assert response.status_code == 500
+    assert response.json() == {"success": False, "message": "Internal server error"}
+    assert emu.contacts() == []
+
+
+def test_html_502_is_not_json(client: httpx.Client, emu: LoopsEmulator) -> None:
+    emu.configure(faults=Faults(html_502_rate=1.0))
+    response = client.get("/v1/api-key")
+    assert response.status_code == 502
+    assert response.headers["content-type"].startswith("text/html")
+    assert "<html>" in response.text
+
+
+@pytest.mark.parametrize(("share", "written"), [(1.0, True), (0.0, False)])
+def test_drop_raises_a_transport_error_and_may_apply_the_write(
+    client: httpx.Client, emu: LoopsEmulator, share: float, written: bool
+) -> None:
+    emu.configure(faults=Faults(drop_rate=1.0, drop_after_write_share=share))
+    with pytest.raises(httpx.RemoteProtocolError):
+        create(client, email="ann@example.com")
+    assert (emu.contact("ann@example.com") is not None) is written
+    assert emu.stats()["writes"] == int(written)
+    assert emu.stats()["dropped"] == 1
+    (entry,) = emu.request_log()
+    assert entry["dropped"] is True
+    emu.configure(faults=Faults())
+    # The retry of a create whose response was lost meets a 409, as with Loops.
+    assert create(client, email="ann@example.com").status_code == (409 if written else 200)
+
+
+def test_fault_draws_are_reproducible_with_a_seed() -> None:
+    def statuses(seed: int) -> list[int]:
+        emulator = LoopsEmulator(rate_limit=0, faults=Faults(fail_rate=0.3, html_502_rate=0.2), seed=seed)
+        return [emulator.handle("GET", "/v1/api-key", AUTH, b"").status for _ in range(200)]
+
+    first = statuses(3)
+    assert first == statuses(3)
+    assert first != statuses(4)
+    assert 40 <= first.count(500) <= 80
+    assert 20 <= first.count(502) <= 60
+
+
+def test_latency_jitter_and_spikes_go_through_the_injected_sleep(
+    client: httpx.Client, emu: LoopsEmulator, sleeps: list[float]
+) -> None:
+    emu.configure(faults=Faults(latency_ms=100))
+    client.get("/v1/api-key")
+    assert sleeps == [pytest.approx(0.1)]
+    sleeps.clear()
+    emu.configure(faults=Faults(latency_ms=10, jitter_ms=20, spike_rate=0.5, spike_ms=1000))
+    for _ in range(50):
+        client.get("/v1/api-key")
+    assert all(0.01 <= s <= 0.03 or 1.01 <= s <= 1.03 for s in sleeps)
+    assert any(s > 1 for s in sleeps) and any(s < 1 for s in sleeps)
+
+
+def test_faults_are_validated() -> None:
+    with pytest.raises(ValueError):
+        Faults(fail_rate=1.5)
+    with pytest.raises(ValueError):
+        Faults(fail_rate=0.6, drop_rate=0.6)
+    with pytest.raises(ValueError):
+        Faults(latency_ms=-1)
+
+
+# -- inspection ------------------------------------------------------------------------------------
+
+
+def test_stats_and_request_log(client: httpx.Client, emu: LoopsEmulator) -> None:
+    create(client, email="ann@example.com")
+    create(client, email="ann@example.com")
+    find(client, email="ann@example.com")
+    client.get("/v1/api-key", headers={"Authorization": "Bearer wrong"})
+    assert emu.stats() == {
+        "requests": 4,
+        "by_endpoint": {"POST /v1/contacts/create": 2, "GET /v1/contacts/find": 1, "GET /v1/api-key": 1},
+        "by_status": {"200": 2, "409": 1, "401": 1},
+        "writes": 1,
+        "rate_limited": 0,
+        "dropped": 0,
+    }
+    log = emu.request_log()
+    assert log[0] == {
+        "method": "POST",
+        "path": "/v1/contacts/create",
+        "query": {},
+        "json": {"email": "ann@example.com"},
+        "status": 200,
+        "dropped": False,
+    }
+    assert log[2]["query"] == {"email": "ann@example.com"}
+    assert log[2]["json"] is None
+    assert [entry["status"] for entry in log] == [200, 409, 200, 401]
+
+
+def test_seed_contact_and_reset(client: httpx.Client, emu: LoopsEmulator) -> None:
+    emu.add_property("score", "number")
+    emu.seed(
+        [
+            {"id": "c-seeded", "email": "Ann@example.com", "score": "3", "mailingLists": {"news": True}},
+            {"email": "out@example.com", "subscribed": False, "mailingLists": {"news": True}, "team": "x"},
+        ]
+    )
+    ann = emu.contact("ann@example.com")
+    assert ann is not None
+    assert (ann["id"], ann["score"], ann["mailingLists"]) == ("c-seeded", 3, {"news": True})
+    assert [c["email"] for c in emu.contacts()] == ["Ann@example.com", "out@example.com"]
+    assert emu.stats()["requests"] == 0
+    assert the_contact(client, "out@example.com")["team"] == "x"
+    for duplicate in ({"email": "ann@example.com"}, {"id": "c-seeded", "email": "new@example.com"}):
+        with pytest.raises(ValueError):
+            emu.seed([duplicate])
+    with pytest.raises(ValueError):
+        emu.add_property("score", "number")
+    emu.reset()
+    assert emu.contacts() == []
+    assert emu.stats()["requests"] == 0
+    assert emu.request_log() == []
+    custom = client.get("/v1/contacts/properties", params={"list": "custom"}).json()
+    assert [p["key"] for p in custom] == ["score", "team"]
+    assert len(client.get("/v1/lists").json()) == 2
+
+
+# -- over a real loopback socket -------------------------------------------------------------------
+
+
+@pytest.fixture
+def server(emu: LoopsEmulator) -> Iterator[EmulatorServer]:
+    with EmulatorServer(emu) as running:
+        yield running
+
+
+@pytest.fixture
+def http(server: EmulatorServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, headers=AUTH, timeout=5) as c:
+        yield c
+
+
+def test_server_keeps_the_connection_alive(server: EmulatorServer, http: httpx.Client) -> None:
+    assert server.url.startswith("http://127.0.0.1:") and server.url.endswith("/api")
+    local_ports = set()
+    for n in range(5):
+        response = create(http, email=f"user{n}@example.com")
+        assert response.status_code == 200
+        local_ports.add(response.extensions["network_stream"].get_extra_info("client_addr")[1])
+    assert len(local_ports) == 1
+    assert len(find(http, email="user3@example.com")) == 1
+    assert http.get("/v1/contacts/create").status_code == 405
+
+
+def test_server_drop_is_a_transport_error(server: EmulatorServer, http: httpx.Client) -> None:
+    server.emulator.configure(faults=Faults(drop_rate=1.0, drop_after_write_share=1.0))
+    with pytest.raises(httpx.TransportError):
+        create(http, email="ann@example.com")
+    assert server.emulator.contact("ann@example.com") is not None
+    server.emulator.configure(faults=Faults())
+    assert create(http, email="bob@example.com").status_code == 200
+
+
+def test_server_502_html_and_latency(server: EmulatorServer, http: httpx.Client) -> None:
+    server.emulator.configure(faults=Faults(html_502_rate=1.0, latency_ms=50))
+    started = time.monotonic()
+    response = http.get("/v1/api-key")
+    assert time.monotonic() - started >= 0.05
+    assert response.status_code == 502
+    assert response.headers["content-type"] == "text/html"
+    assert "502 Bad Gateway" in response.text
+
+
+def test_server_control_endpoints(server: EmulatorServer, http: httpx.Client) -> None:
+    root = server.url.removesuffix("/api")
+    with httpx.Client(base_url=root, timeout=5) as control:  # no API key needed
+        assert control.post("/_emulator/lists", json={"id": "vip", "name": "VIP"}).status_code == 200
+        assert (
+            control.post("/_emulator/properties", json={"name": "score", "type": "number"}).status_code == 200
+        )
+        seeded = [{"email": "ann@example.com", "score": 5, "mailingLists": {"vip": True}}]
+        assert control.post("/_emulator/seed", json=seeded).status_code == 200
+        assert (
+            control.post("/_emulator/config", json={"rate_limit": 1, "faults": {"latency_ms": 1}}).status_code
+            == 200
+        )
+        assert http.get("/v1/api-key").status_code == 200
+        assert http.get("/v1/api-key").status_code == 429
+        (contact,) = control.get("/_emulator/contacts").json()
+        assert (contact["score"], contact["mailingLists"]) == (5, {"vip": True})
+        stats = control.get("/_emulator/stats").json()
+        assert (stats["requests"], stats["rate_limited"]) == (2, 1)
+        assert [e["status"] for e in control.get("/_emulator/requests").json()] == [200, 429]
+        assert server.emulator.rate_limit == 1
+        assert server.emulator.faults == Faults(latency_ms=1)
+        assert control.post("/_emulator/seed", json={"email": "x"}).status_code == 400
+        for bad_config in ({"faults": {"nope": 1}}, {"strict_properties": "yes"}, {"rate_limit": "fast"}):
+            assert control.post("/_emulator/config", json=bad_config).status_code == 400
+        assert control.get("/api/_emulator/nothing").status_code == 404
+        assert control.post("/_emulator/reset").status_code == 200
+        assert control.get("/_emulator/contacts").json() == []
+
+
+def test_server_reads_chunked_bodies(server: EmulatorServer, http: httpx.Client) -> None:
+    chunks = iter([b'{"email": "ann@', b'example.com", "firstName": "Ann"}'])
+    response = http.post("/v1/contacts/create", content=chunks, headers={"content-type": "application/json"})
+    assert response.status_code == 200
+    assert server.emulator.request_log()[0]["json"] == {"email": "ann@example.com", "firstName": "Ann"}
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "example.com", "::"])
+def test_server_refuses_non_loopback_hosts(host: str) -> None:
+    with pytest.raises(ValueError):
+        EmulatorServer(host=host)
+
+
+# -- CLI -------------------------------------------------------------------------------------------
+
+
+def parse_cli(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    emulator_cli.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_cli_defaults_and_non_loopback_host(capsys: pytest.CaptureFixture[str]) -> None:
+    args = parse_cli()
+    assert (args.host, args.port, args.api_key, args.rate_limit) == ("127.0.0.1", 8787, "test-key", 10.0)
+    assert emulator_cli.run(parse_cli("--host", "0.0.0.0")) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "loopback" in captured.err and captured.err.count("\n") == 1
+
+
+def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
+    ready = tmp_path / "url"
+    code = (
+        "import argparse, sys; from bulksync.emulator import cli; p = argparse.ArgumentParser(); "
+        "cli.add_arguments(p); sys.exit(cli.run(p.parse_args(sys.argv[1:])))"
+    )
+    argv = [sys.executable, "-c", code, "--port", "0", "--api-key", "k", "--ready-file", str(ready)]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as process:
+        try:
+            deadline = time.monotonic() + 10
+            while not ready.exists() or not ready.read_text().endswith("\n"):
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.02)
+            url = ready.read_text().strip()
+            response = httpx.get(f"{url}/v1/api-key", headers={"Authorization": "Bearer k"}, timeout=5)
+            assert response.status_code == 200
+            process.send_signal(signal.SIGTERM)
+            out, err = process.communicate(timeout=10)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert process.returncode == 0, err
+    assert out == f"Loops emulator listening on {url} (api key: k)\n"
