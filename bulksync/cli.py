@@ -10,19 +10,22 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
 from bulksync import __version__
-from bulksync.config import DEFAULT_BASE_URL, DEFAULT_STATE_PATH, HttpConfig, SyncConfig
+from bulksync.config import DEFAULT_BASE_URL, DEFAULT_STATE_PATH, DeleteLimit, HttpConfig, SyncConfig
 from bulksync.emulator import cli as emulator_cli
-from bulksync.errors import BulksyncError, ExitStatus
+from bulksync.errors import BulksyncError, ExitStatus, StateError
 from bulksync.report import describe_change, render_summary
-from bulksync.sync import SyncResult, run_sync
+from bulksync.state import StateStore
+from bulksync.sync import Runtime, SyncResult, apply_plan, record_baseline, run_sync
 
 log = logging.getLogger("bulksync")
+Command = Callable[[argparse.Namespace, TextIO, TextIO], int]
 
 
 def _positive_float(text: str) -> float:
@@ -46,6 +49,35 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _delete_limit(text: str) -> DeleteLimit:
+    try:
+        return DeleteLimit.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a count such as 25 or a share such as 5% ({exc})") from None
+
+
+def _add_state_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state", type=Path, default=DEFAULT_STATE_PATH, help="state file (default: %(default)s)")
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--report", type=Path, help="per-row CSV report (default: bulksync-report-<UTC time>.csv)")
+    parser.add_argument("--summary-json", type=Path, help="write the run's counts as JSON here")
+
+
+def _add_push_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rate-limit", type=_positive_float, default=10.0, metavar="RPS",
+                        help="requests per second at most (default: 10, Loops' limit per team)")
+    parser.add_argument("--concurrency", type=_positive_int, default=4, metavar="N",
+                        help="requests in flight at most (default: 4)")
+    parser.add_argument("--max-retries", type=_non_negative_int, default=6, metavar="N",
+                        help="retries per request on 429, 5xx and network errors (default: 6)")
+    parser.add_argument("--create-via", choices=["create", "update"], default="create",
+                        help="endpoint for contacts new to the state (default: create, 409 falls back to update)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (off anyway off a terminal)")
+    parser.add_argument("--base-url", help=f"Loops API base URL (default: $LOOPS_BASE_URL or {DEFAULT_BASE_URL})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bulksync", description="Keep a Loops.so audience in sync with a CSV or JSONL file of contacts."
@@ -57,26 +89,37 @@ def build_parser() -> argparse.ArgumentParser:
     sync = commands.add_parser("sync", help="sync a CSV/JSONL file into Loops")
     sync.add_argument("source", type=Path, metavar="SOURCE", help=".csv, .tsv, .jsonl or .ndjson, optionally .gz")
     sync.add_argument("--dry-run", action="store_true", help="plan and report, send no write, leave state alone")
-    sync.add_argument("--state", type=Path, default=DEFAULT_STATE_PATH, help="state file (default: %(default)s)")
+    sync.add_argument("--plan", type=Path, metavar="PATH", help="with --dry-run: write the full plan as JSONL")
+    _add_state_argument(sync)
     sync.add_argument("--key", choices=["email", "userId"], default="email", help="what identifies a contact")
-    sync.add_argument("--report", type=Path, help="per-row CSV report (default: bulksync-report-<UTC time>.csv)")
-    sync.add_argument("--summary-json", type=Path, help="write the run's counts as JSON here")
+    _add_output_arguments(sync)
     sync.add_argument("--delete-missing", action="store_true", help="delete synced contacts absent from SOURCE")
+    sync.add_argument("--max-delete", type=_delete_limit, default=DeleteLimit(), metavar="N|N%",
+                      help="most deletions a run may make (default: refuse more than 10 and more than 10%%)")
     sync.add_argument("--keep-empty", action="store_true", help="empty cells leave Loops' value alone")
     sync.add_argument("--resubscribe", action="store_true",
                       help="send subscribed=true to existing contacts (re-subscribes people)")
     sync.add_argument("--encoding", default="utf-8", help="source text encoding (default: utf-8)")
-    sync.add_argument("--rate-limit", type=_positive_float, default=10.0, metavar="RPS",
-                      help="requests per second at most (default: 10, Loops' limit per team)")
-    sync.add_argument("--concurrency", type=_positive_int, default=4, metavar="N",
-                      help="requests in flight at most (default: 4)")
-    sync.add_argument("--max-retries", type=_non_negative_int, default=6, metavar="N",
-                      help="retries per request on 429, 5xx and network errors (default: 6)")
-    sync.add_argument("--create-via", choices=["create", "update"], default="create",
-                      help="endpoint for contacts new to the state (default: create, 409 falls back to update)")
-    sync.add_argument("--no-progress", action="store_true", help="no progress bar (off anyway when not a terminal)")
-    sync.add_argument("--base-url", help=f"Loops API base URL (default: $LOOPS_BASE_URL or {DEFAULT_BASE_URL})")
+    _add_push_arguments(sync)
     sync.set_defaults(run=_run_sync)
+
+    apply = commands.add_parser("apply", help="carry out a plan made by 'sync --dry-run --plan'")
+    apply.add_argument("plan", type=Path, metavar="PLAN", help="the plan file (JSONL)")
+    _add_output_arguments(apply)
+    _add_push_arguments(apply)
+    apply.set_defaults(run=_run_apply)
+
+    state = commands.add_parser("state", help="look at or prepare the state file")
+    state_commands = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
+    baseline = state_commands.add_parser("baseline", help="record SOURCE as already synced, sending nothing")
+    baseline.add_argument("source", type=Path, metavar="SOURCE")
+    _add_state_argument(baseline)
+    baseline.add_argument("--key", choices=["email", "userId"], default="email", help="what identifies a contact")
+    baseline.add_argument("--encoding", default="utf-8", help="source text encoding (default: utf-8)")
+    baseline.set_defaults(run=_run_baseline)
+    show = state_commands.add_parser("show", help="counts, key, last run and its outcome")
+    _add_state_argument(show)
+    show.set_defaults(run=_run_show)
 
     emulator = commands.add_parser("emulator", help="run the bundled Loops API emulator on loopback")
     emulator_cli.add_arguments(emulator)
@@ -84,29 +127,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def sync_config(args: argparse.Namespace, environ: dict[str, str], stderr: TextIO) -> SyncConfig:
-    """Flags and environment -> :class:`SyncConfig`."""
-    http = HttpConfig(
+def http_config(args: argparse.Namespace, environ: dict[str, str]) -> HttpConfig:
+    return HttpConfig(
         api_key=environ.get("LOOPS_API_KEY") or None,
         base_url=args.base_url or environ.get("LOOPS_BASE_URL") or DEFAULT_BASE_URL,
         rate_limit=args.rate_limit,
         concurrency=args.concurrency,
         max_retries=args.max_retries,
     )
+
+
+def sync_config(args: argparse.Namespace, environ: dict[str, str], stderr: TextIO) -> SyncConfig:
+    """Flags and environment -> :class:`SyncConfig` (``apply`` leaves the planning flags at defaults)."""
+    if getattr(args, "plan", None) and args.command == "sync" and not args.dry_run:
+        raise BulksyncError("--plan writes a plan without sending anything: use it with --dry-run")
     return SyncConfig(
-        source=args.source,
-        state_path=args.state,
-        key=args.key,
-        dry_run=args.dry_run,
-        delete_missing=args.delete_missing,
-        keep_empty=args.keep_empty,
-        resubscribe=args.resubscribe,
+        source=getattr(args, "source", Path()),
+        state_path=getattr(args, "state", DEFAULT_STATE_PATH),
+        key=getattr(args, "key", "email"),
+        dry_run=getattr(args, "dry_run", False),
+        delete_missing=getattr(args, "delete_missing", False),
+        keep_empty=getattr(args, "keep_empty", False),
+        resubscribe=getattr(args, "resubscribe", False),
+        max_delete=getattr(args, "max_delete", DeleteLimit()),
         report_path=args.report,
         summary_json_path=args.summary_json,
-        encoding=args.encoding,
+        plan_path=args.plan if args.command == "sync" else None,
+        encoding=getattr(args, "encoding", "utf-8"),
         progress=not args.no_progress and stderr.isatty(),
         create_via=args.create_via,
-        http=http,
+        http=http_config(args, environ),
     )
 
 
@@ -136,21 +186,67 @@ class _Signals:
             signal.signal(signum, handler)  # type: ignore[arg-type]
 
 
-def _run_sync(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    config = sync_config(args, dict(os.environ), err)
+@contextmanager
+def _runtime(args: argparse.Namespace) -> Iterator[tuple[Runtime, _Signals]]:
+    """Signals stop the run gracefully; every wait is on the stop event so a signal cuts it short."""
     with _Signals() as signals:
         sleep: Callable[[float], None] = args.sleep or (lambda seconds: _ignore(signals.stop.wait(seconds)))
-        result = run_sync(config, stop=signals.stop, sleep=sleep)
-    if config.dry_run:
-        out.write(render_preview(result) + "\n")
+        yield Runtime(sleep=sleep, stop=signals.stop), signals
+
+
+def _ignore(_: object) -> None:
+    return None
+
+
+def _finish(result: SyncResult, signals: _Signals, out: TextIO) -> int:
     out.write(render_summary(result.summary, result.report_path) + "\n")
+    if result.plan_path and result.summary.dry_run:
+        out.write(f"Plan: {result.plan_path} (carry it out with: bulksync apply {result.plan_path})\n")
     if result.interrupted:
         return signals.status
     return ExitStatus.ROWS_FAILED if result.summary.failed else ExitStatus.OK
 
 
-def _ignore(_: object) -> None:
-    """Sleeping is waiting on the stop event, so a signal cuts every wait short."""
+def _run_sync(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    config = sync_config(args, dict(os.environ), err)
+    with _runtime(args) as (runtime, signals):
+        result = run_sync(config, runtime)
+    if config.dry_run:
+        out.write(render_preview(result) + "\n")
+    return _finish(result, signals, out)
+
+
+def _run_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    config = sync_config(args, dict(os.environ), err)
+    with _runtime(args) as (runtime, signals):
+        result = apply_plan(args.plan, config, runtime)
+    return _finish(result, signals, out)
+
+
+def _run_baseline(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    summary = record_baseline(args.source, args.state, args.key, args.encoding)
+    out.write(
+        f"Recorded {summary.unchanged:,} contacts of {args.source} as already synced in {args.state} "
+        f"({summary.rejected:,} rows rejected); nothing was sent.\n"
+    )
+    return ExitStatus.OK
+
+
+def _run_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if not args.state.exists():
+        raise StateError(f"{args.state}: no such state file; a first sync (or 'bulksync state baseline') makes it")
+    with StateStore.open(args.state, readonly=True) as state:
+        rows = [
+            ("state file", str(args.state.resolve())),
+            ("contacts", f"{state.count():,}"),
+            ("key", state.meta("key") or "(not set yet)"),
+            ("last run started", state.meta("last_run_started") or "never"),
+            ("last run finished", state.meta("last_run_finished") or "never"),
+            ("last run outcome", state.meta("last_run_outcome") or "none"),
+            ("last baseline", state.meta("last_baseline") or "never"),
+        ]
+    out.write("\n".join(f"{name:<18} {value}" for name, value in rows) + "\n")
+    return ExitStatus.OK
 
 
 def render_preview(result: SyncResult) -> str:
@@ -159,12 +255,12 @@ def render_preview(result: SyncResult) -> str:
     if result.preview:
         lines.append(f"Planned changes (first {len(result.preview)}):")
         for action in result.preview:
-            where = f"row {action.row}" if action.row is not None else "state"
+            where = f"row {action.row}" if action.row is not None else "not in source"
             lines.append(f"  {action.kind:<7} {action.key}  ({where})")
             if action.kind == "create":
                 fields = ", ".join(f"{c.field}={json.dumps(c.after, ensure_ascii=False)}" for c in action.changes)
                 lines.append(f"      {fields}")
-            else:
+            elif action.kind == "update":
                 lines.extend(f"      {describe_change(change)}" for change in action.changes)
     if result.rejects_preview:
         lines.append(f"Rejected rows (first {len(result.rejects_preview)}):")
@@ -200,7 +296,7 @@ def main(
         return int(exc.code or 0)
     args.sleep = sleep
     _configure_logging(err, args.debug)
-    run: Callable[[argparse.Namespace, TextIO, TextIO], int] = args.run
+    run: Command = args.run
     try:
         return int(run(args, out, err))
     except BulksyncError as exc:

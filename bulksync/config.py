@@ -14,6 +14,43 @@ CreateVia = Literal["create", "update"]
 
 
 @dataclass(frozen=True)
+class DeleteLimit:
+    """How many deletions a run may make: a count, or a share of the contacts in state."""
+
+    count: int | None = None
+    percent: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> DeleteLimit:
+        """``"25"`` or ``"5%"``; raises ValueError otherwise."""
+        text = text.strip()
+        if text.endswith("%"):
+            percent = float(text[:-1])
+            if not 0 <= percent <= 100:
+                raise ValueError(f"{text}: a share must be between 0% and 100%")
+            return cls(percent=percent)
+        count = int(text)
+        if count < 0:
+            raise ValueError(f"{text}: a count must be 0 or more")
+        return cls(count=count)
+
+    def describe(self) -> str:
+        if self.count is not None:
+            return f"--max-delete {self.count}"
+        if self.percent is not None:
+            return f"--max-delete {self.percent:g}%"
+        return "the default limit (more than 10 contacts and more than 10% of the state)"
+
+    def allows(self, deletes: int, known: int) -> bool:
+        if self.count is not None:
+            return deletes <= self.count
+        if self.percent is not None:
+            return deletes <= known * self.percent / 100
+        # The default: refuse only when a run would delete more than 10 contacts AND more than 10%.
+        return deletes <= 10 or deletes <= known * 0.10
+
+
+@dataclass(frozen=True)
 class HttpConfig:
     """How to reach Loops and how hard to push."""
 
@@ -37,8 +74,10 @@ class SyncConfig:
     delete_missing: bool = False
     keep_empty: bool = False
     resubscribe: bool = False
+    max_delete: DeleteLimit = field(default_factory=DeleteLimit)
     report_path: Path | None = None
     summary_json_path: Path | None = None
+    plan_path: Path | None = None
     encoding: str = "utf-8"
     progress: bool = True
     create_via: CreateVia = "create"

@@ -43,6 +43,7 @@ class Action:
 
     A ``refresh`` sends nothing: the source row changed in a way Loops must not see (for example
     ``subscribed: true`` for someone bulksync unsubscribed), so only the stored hash moves on.
+    ``withheld`` marks an update that leaves out the source's ``subscribed: true``.
     """
 
     kind: ActionKind
@@ -52,6 +53,7 @@ class Action:
     before: Fields
     send: dict[str, str | None]
     identity: tuple[str, ...] = field(default=())
+    withheld: bool = False
 
     @property
     def changes(self) -> list[Change]:
@@ -72,12 +74,18 @@ class Classified:
     unchanged: int
 
 
-def classify(contacts: pl.DataFrame, state_hashes: pl.DataFrame, delete_missing: bool) -> Classified:
-    """Join source rows (with ``HASH``) to the state's hashes by key."""
+def classify(
+    contacts: pl.DataFrame, state_hashes: pl.DataFrame, delete_missing: bool, recheck: Iterable[str] = ()
+) -> Classified:
+    """Join source rows (with ``HASH``) to the state's hashes by key; ``recheck`` keys count as changed."""
     joined = contacts.join(state_hashes, on=KEY, how="left")
     known = pl.col(STATE_HASH).is_not_null()
+    differs = pl.col(HASH) != pl.col(STATE_HASH)
+    recheck = list(recheck)
+    if recheck:
+        differs = differs | pl.col(KEY).is_in(recheck)
     new = joined.filter(~known).drop(STATE_HASH).sort(ROW)
-    changed = joined.filter(known & (pl.col(HASH) != pl.col(STATE_HASH))).drop(STATE_HASH).sort(ROW)
+    changed = joined.filter(known & differs).drop(STATE_HASH).sort(ROW)
     unchanged = joined.height - new.height - changed.height
     missing: list[str] = []
     if delete_missing and contacts.height:  # a source with no valid rows never deletes anything
@@ -106,6 +114,7 @@ def plan_update(row: Mapping[str, Any], before: Fields, options: PlanOptions) ->
     source = row_fields(row)
     identity = identity_fields(options.key)
     send: dict[str, str | None] = {name: source[name] for name in identity}
+    withheld = False
     for name in sorted(set(source) | set(before)):
         new, old = source.get(name), before.get(name)
         if new == old or name in identity:
@@ -113,11 +122,12 @@ def plan_update(row: Mapping[str, Any], before: Fields, options: PlanOptions) ->
         if new is None and (options.keep_empty or is_list_field(name)):
             continue  # an empty cell leaves Loops' value alone; lists are only ever added or removed
         if name == "subscribed" and new == "true" and not options.resubscribe:
-            continue  # never re-subscribe someone unless asked to
+            withheld = True  # never re-subscribe someone unless asked to
+            continue
         send[name] = new
     changed = any(before.get(name) != value for name, value in send.items())
     kind: ActionKind = "update" if changed else "refresh"
-    return Action(kind, row[KEY], row[ROW], row[HASH], before, send, identity)
+    return Action(kind, row[KEY], row[ROW], row[HASH], before, send, identity, withheld)
 
 
 def plan_delete(key: str, before: Fields, options: PlanOptions) -> Action:
@@ -129,6 +139,14 @@ def plan_updates(
 ) -> Iterator[Action]:
     for row in rows:
         yield plan_update(row, previous[row[KEY]], options)
+
+
+def held_back(action: Action, sent: Mapping[str, str | None]) -> bool:
+    """Whether the source's ``subscribed: true`` was not sent (no --resubscribe, or the 409 fallback).
+
+    The state remembers it, so that a later ``--resubscribe`` run finds these contacts again.
+    """
+    return action.withheld or (action.send.get("subscribed") == "true" and sent.get("subscribed") != "true")
 
 
 def applied(before: Fields, sent: Mapping[str, str | None]) -> Fields:

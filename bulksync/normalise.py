@@ -200,6 +200,11 @@ def _reason(fields: list[str], types: dict[str, str], key: KeyField, list_reason
                 )
             )
         checks.append(
+            pl.when(pl.col(name).str.contains("\x00", literal=True)).then(
+                pl.lit(f"{name} contains a NUL character; remove it from the source")
+            )
+        )
+        checks.append(
             pl.when(pl.col(name).str.len_chars() > MAX_STRING_CHARS).then(
                 pl.format(
                     f"{name} is {{}} characters long; Loops accepts at most {MAX_STRING_CHARS}",
@@ -212,9 +217,12 @@ def _reason(fields: list[str], types: dict[str, str], key: KeyField, list_reason
 
 def _last_row_wins(valid: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Keep the last row of each key; the earlier ones become rejects pointing at the winner."""
-    last = pl.col(ROW).max().over(KEY)
-    marked = valid.with_columns(last.alias("__winner"))
-    duplicates = marked.filter(pl.col(ROW) != pl.col("__winner")).select(
+    is_last = pl.col(KEY).is_last_distinct()
+    winners = valid.filter(is_last)
+    if winners.height == valid.height:
+        return valid, pl.DataFrame(schema={ROW: pl.UInt32, KEY: pl.String, REASON: pl.String})
+    losers = valid.filter(~is_last).select(ROW, KEY)
+    duplicates = losers.join(winners.select(KEY, pl.col(ROW).alias("__winner")), on=KEY).select(
         ROW, KEY, pl.format("duplicate of row {} (the last row for a contact wins)", pl.col("__winner")).alias(REASON)
     )
-    return marked.filter(pl.col(ROW) == pl.col("__winner")).drop("__winner"), duplicates
+    return winners, duplicates

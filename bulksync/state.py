@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS contacts (
     key TEXT PRIMARY KEY,
     row_hash INTEGER NOT NULL,
+    held_back INTEGER NOT NULL DEFAULT 0,
     fields TEXT NOT NULL,
     synced_at TEXT NOT NULL
 ) WITHOUT ROWID;
@@ -91,10 +92,20 @@ class StateStore:
         version = self.meta("schema_version")
         if version != SCHEMA_VERSION:
             raise sqlite3.DatabaseError(f"schema version {version!r}, this bulksync reads {SCHEMA_VERSION}")
-        self._db.execute("PRAGMA quick_check(1)").fetchone()
+        self._db.execute("SELECT count(*) FROM meta").fetchone()
 
     def close(self) -> None:
         self._db.close()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def generation(self) -> int:
+        """Bumped by every write to the contacts: a plan is valid only at the generation it saw."""
+        return int(self.meta("generation") or 0)
 
     # -- meta ------------------------------------------------------------------------------------
     def meta(self, name: str) -> str | None:
@@ -124,9 +135,10 @@ class StateStore:
 
     def hashes(self) -> pl.DataFrame:
         """Every key with its row hash, as a frame; one SQL round trip, parsed by polars."""
-        (text,) = self._db.execute(
-            f"SELECT group_concat(key || char({ord(_FIELD_SEPARATOR)}) || row_hash, char(10)) FROM contacts"
-        ).fetchone()
+        with self._reading():
+            (text,) = self._db.execute(
+                f"SELECT group_concat(key || char({ord(_FIELD_SEPARATOR)}) || row_hash, char(10)) FROM contacts"
+            ).fetchone()
         schema = {_KEY: pl.String, STATE_HASH: pl.Int64}
         if not text:
             return pl.DataFrame(schema=schema)
@@ -138,15 +150,28 @@ class StateStore:
     def fields_for(self, keys: Iterable[str]) -> dict[str, Fields]:
         """The fields Loops has, as bulksync set them, for each known key among ``keys``."""
         found: dict[str, Fields] = {}
-        for batch in _batches(list(keys)):
-            marks = ",".join("?" * len(batch))
-            for key, fields in self._db.execute(f"SELECT key, fields FROM contacts WHERE key IN ({marks})", batch):
-                found[key] = json.loads(fields)
+        with self._reading():
+            for batch in _batches(list(keys)):
+                marks = ",".join("?" * len(batch))
+                query = f"SELECT key, fields FROM contacts WHERE key IN ({marks})"
+                for key, fields in self._db.execute(query, batch):
+                    found[key] = _load(fields)
         return found
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Damage found while reading (a truncated or overwritten file) is a StateError, not a traceback."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise StateError(
+                f"{self.path}: the state file is damaged ({exc}); restore it from a backup or pass another "
+                "--state (a new file re-sends every contact once, safely)"
+            ) from None
 
     def contacts(self) -> Iterator[tuple[str, Fields]]:
         for key, fields in self._db.execute("SELECT key, fields FROM contacts ORDER BY key"):
-            yield key, json.loads(fields)
+            yield key, _load(fields)
 
     # -- writing ---------------------------------------------------------------------------------
     @contextmanager
@@ -161,14 +186,34 @@ class StateStore:
             raise
         self._db.execute("COMMIT")
 
-    def save(self, records: Iterable[tuple[str, int, Fields]]) -> None:
-        """Record confirmed contacts: key, hash of the synced source row, fields now in Loops."""
+    def held_back(self) -> list[str]:
+        """Keys whose source says ``subscribed: true`` that bulksync did not send (see ``--resubscribe``)."""
+        with self._reading():
+            return [key for (key,) in self._db.execute("SELECT key FROM contacts WHERE held_back = 1")]
+
+    def save(self, records: Iterable[tuple[str, int, Fields, bool]]) -> None:
+        """Record confirmed contacts: key, hash of the synced source row, fields now in Loops, and
+        whether the source's ``subscribed: true`` was held back."""
         now = utc_now()
         with self.transaction():
             self._db.executemany(
-                "INSERT OR REPLACE INTO contacts(key, row_hash, fields, synced_at) VALUES (?, ?, ?, ?)",
-                ((key, row_hash, _dump(fields), now) for key, row_hash, fields in records),
+                "INSERT OR REPLACE INTO contacts(key, row_hash, held_back, fields, synced_at) VALUES (?, ?, ?, ?, ?)",
+                ((key, row_hash, int(held), _dump(fields), now) for key, row_hash, fields, held in records),
             )
+            self._bump_generation()
+
+    def save_frame(self, frame: pl.DataFrame, key: str, row_hash: str, fields: list[str]) -> None:
+        """Record a whole frame of contacts at once (a baseline): the JSON is built by polars."""
+        now = utc_now()
+        encoded = frame.select(
+            pl.col(key), pl.col(row_hash), pl.struct(sorted(fields)).struct.json_encode().alias("fields")
+        )
+        with self.transaction():
+            for chunk in encoded.iter_slices(50_000):
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO contacts(key, row_hash, fields, synced_at) VALUES (?, ?, ?, ?)",
+                    ((k, h, f, now) for k, h, f in chunk.iter_rows()),
+                )
             self._bump_generation()
 
     def forget(self, keys: Iterable[str]) -> None:
@@ -186,6 +231,11 @@ class StateStore:
 
 def _dump(fields: Mapping[str, Any]) -> str:
     return json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def _load(text: str) -> Fields:
+    """Stored fields; a null member (as polars writes absent values) means the field is not set."""
+    return {name: value for name, value in json.loads(text).items() if value is not None}
 
 
 def _batches(keys: list[str]) -> Iterator[list[str]]:
