@@ -1,38 +1,39 @@
 """A stable content hash per row, so "has this contact changed?" is one integer comparison.
 
-The canonical form of a row is its field values in field-name order, joined by NUL, with an
-absent value as the empty string. That is unambiguous because ``normalise`` turns empty cells
-into absent values and rejects values holding NUL. The field names and types, the same for every
-row, are folded in through the hash seed. xxhash64 is fixed by its specification, unlike polars'
-own ``hash``, which may change between releases, so stored hashes survive upgrades.
+Each present field is hashed on its own with xxhash64, seeded by the field's name and type, and
+the field hashes are combined with XOR. So the hash does not depend on column order, an absent
+value and an absent column are the same (adding an empty column to an export changes nothing),
+and a value moved to another field changes the hash. xxhash64 is fixed by its specification,
+unlike polars' own ``hash``, which may change between releases: stored hashes survive upgrades.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
+from functools import reduce
 
 import polars as pl
 import polars_hash as plh
 
 HASH = "__hash"
-_CANONICAL = "__canonical"
 
 
-def schema_seed(fields: Iterable[str], types: Mapping[str, str]) -> int:
-    """A 64-bit seed naming the fields and their types, in order."""
-    signature = "\x00".join(f"{name}\x1f{types.get(name, 'string')}" for name in sorted(fields))
-    return int.from_bytes(hashlib.blake2b(signature.encode(), digest_size=8).digest(), "big")
+def field_seed(name: str, type_: str) -> int:
+    """A 64-bit seed naming one field and its type."""
+    return int.from_bytes(hashlib.blake2b(f"{name}\x1f{type_}".encode(), digest_size=8).digest(), "big")
+
+
+def fingerprint(fields: Iterable[str], types: Mapping[str, str]) -> pl.Expr:
+    """Expression giving each row's content hash as a signed 64-bit integer (SQLite's integer)."""
+    parts = [
+        plh.col(name).nchash.xxhash64(seed=field_seed(name, types.get(name, "string"))).fill_null(0)
+        for name in fields
+    ]
+    combined = reduce(lambda left, right: left ^ right, parts) if parts else pl.lit(0, dtype=pl.UInt64)
+    return combined.reinterpret(signed=True).alias(HASH)
 
 
 def with_fingerprint(frame: pl.DataFrame, fields: Iterable[str], types: Mapping[str, str]) -> pl.DataFrame:
-    """``frame`` plus a ``HASH`` column: each row's content hash as a signed 64-bit integer."""
-    names = sorted(fields)
-    canonical = pl.concat_str([pl.col(name).fill_null("") for name in names] or [pl.lit("")], separator="\x00")
-    return (
-        frame.with_columns(canonical.alias(_CANONICAL))
-        .with_columns(
-            plh.col(_CANONICAL).nchash.xxhash64(seed=schema_seed(names, types)).reinterpret(signed=True).alias(HASH)
-        )
-        .drop(_CANONICAL)
-    )
+    """``frame`` plus a ``HASH`` column."""
+    return frame.with_columns(fingerprint(fields, types))

@@ -146,23 +146,23 @@ def push_all(
     """
     auth_error: AuthError | None = None
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="bulksync") as pool:
-        pending: set[Future[Outcome]] = set()
+        pending: dict[Future[Outcome], int] = {}  # future -> its action's position, to settle in order
 
         def settle(done: Iterable[Future[Outcome]]) -> None:
             nonlocal auth_error
-            for future in done:
+            for future in sorted(done, key=lambda f: pending[f]):
+                del pending[future]
                 try:
                     on_outcome(future.result())
                 except AuthError as exc:
                     auth_error = auth_error or exc
 
-        for action in actions:
+        for position, action in enumerate(actions):
             if should_stop() or auth_error:
                 break
-            pending.add(pool.submit(execute, action))
+            pending[pool.submit(execute, action)] = position
             if len(pending) >= concurrency * 2:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                settle(done)
+                settle(wait(pending, return_when=FIRST_COMPLETED).done)
         settle(wait(pending).done)
     if auth_error:
         raise auth_error

@@ -164,12 +164,13 @@ def _jsonl_chunks(
         if not isinstance(record, dict):
             malformed.append((number, f"line is JSON {type(record).__name__}, not an object"))
             continue
+        reserved = next((name for name in record if name.startswith("__")), None)
+        if reserved is not None:
+            malformed.append((number, f"key {reserved!r} is reserved (starts with __); rename it"))
+            continue
         size = len(columns[ROW])
         columns[ROW].append(number)
         for name, value in record.items():
-            if name.startswith("__"):
-                malformed.append((number, f"key {name!r} is reserved (starts with __)"))
-                continue
             text_value, kind = _jsonl_value(value)
             column = columns.setdefault(name, [None] * size)
             column.extend([None] * (size - len(column)))

@@ -22,22 +22,22 @@ import polars as pl
 
 from bulksync.errors import StateError
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2 added contacts.held_back
 STATE_HASH = "__state_hash"
 _KEY = "__key"
 _FIELD_SEPARATOR = "\x1f"  # keys never hold control characters: normalise rejects them
 _BATCH = 500
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS contacts (
-    key TEXT PRIMARY KEY,
-    row_hash INTEGER NOT NULL,
-    held_back INTEGER NOT NULL DEFAULT 0,
-    fields TEXT NOT NULL,
-    synced_at TEXT NOT NULL
-) WITHOUT ROWID;
-"""
+_SCHEMA = (
+    "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE contacts (
+        key TEXT PRIMARY KEY,
+        row_hash INTEGER NOT NULL,
+        held_back INTEGER NOT NULL DEFAULT 0,
+        fields TEXT NOT NULL,
+        synced_at TEXT NOT NULL
+    ) WITHOUT ROWID""",
+)
 
 Fields = dict[str, str]
 
@@ -59,7 +59,8 @@ class StateStore:
         """Open (or, unless read-only, create) the state file, checking that it is one of ours."""
         if readonly and not path.exists():
             db = sqlite3.connect(":memory:")
-            db.executescript(_SCHEMA)
+            for statement in _SCHEMA:
+                db.execute(statement)
             return cls(path, db, readonly=True)
         is_new = not path.exists()
         if is_new:
@@ -77,22 +78,28 @@ class StateStore:
         return store
 
     def _prepare(self, is_new: bool) -> None:
-        if not self.readonly:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
+        """Check the file is ours (changing nothing in a file that is not), then set it up."""
         tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not tables:
-            if not is_new:  # an existing file with nothing in it was truncated, not new
-                raise sqlite3.DatabaseError("the file is empty or truncated")
-            self._db.executescript(_SCHEMA)
-            self._set_meta("schema_version", SCHEMA_VERSION)
-            return
-        if not {"meta", "contacts"} <= tables:
+        if not tables and not is_new:  # an existing file with nothing in it was truncated, not new
+            raise sqlite3.DatabaseError("the file is empty or truncated")
+        if tables and not {"meta", "contacts"} <= tables:
             raise sqlite3.DatabaseError("it is an SQLite file but not a bulksync state file")
-        version = self.meta("schema_version")
-        if version != SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(f"schema version {version!r}, this bulksync reads {SCHEMA_VERSION}")
-        self._db.execute("SELECT count(*) FROM meta").fetchone()
+        version = self.meta("schema_version") if tables else SCHEMA_VERSION
+        if version not in ("1", SCHEMA_VERSION):
+            raise sqlite3.DatabaseError(f"schema version {version!r}; this bulksync reads {SCHEMA_VERSION}")
+        if self.readonly:
+            if version != SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(f"schema version {version!r}; run a sync once to upgrade it")
+            return
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        with self.transaction():
+            if not tables:
+                for statement in _SCHEMA:
+                    self._db.execute(statement)
+            elif version == "1":
+                self._db.execute("ALTER TABLE contacts ADD COLUMN held_back INTEGER NOT NULL DEFAULT 0")
+            self._set_meta("schema_version", SCHEMA_VERSION)
 
     def close(self) -> None:
         self._db.close()

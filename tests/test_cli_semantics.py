@@ -266,7 +266,9 @@ def test_deletes_go_by_userid_and_state_remembers_its_key(cli: Any, emulator: Lo
 
     wrong = cli("sync", "v2.csv")
     assert wrong.status == 2
-    assert wrong.err.endswith("identifies contacts by userId, not email; pass --key userId or use another --state file\n")
+    assert wrong.err.endswith(
+        "identifies contacts by userId, not email; pass --key userId or use another --state file\n"
+    )
 
 
 # -- plan and apply ----------------------------------------------------------------------------------

@@ -1,0 +1,365 @@
+"""The reader: CSV dialects and encodings, gzip, JSONL values and kinds, and every whole-file error."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from bulksync import read
+from bulksync.errors import InputError
+from bulksync.read import ROW, Source, read_source, sniff_delimiter
+
+
+def write(tmp_path: Path, name: str, data: bytes | str) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    return path
+
+
+def rows(source: Source) -> list[dict[str, Any]]:
+    return source.frame.to_dicts()
+
+
+def input_error(path: Path, **kwargs: Any) -> str:
+    with pytest.raises(InputError) as info:
+        read_source(path, **kwargs)
+    return str(info.value)
+
+
+# -- CSV -----------------------------------------------------------------------------------------------
+
+
+def test_csv_rows_stay_text_with_their_record_number(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.csv", "email,zip,seats\nada@example.com,02134,4\ngrace@example.com,,10\n")
+
+    source = read_source(path)
+
+    assert source.path == path
+    assert source.columns == ["email", "zip", "seats"]
+    assert source.frame.schema == pl.Schema({ROW: pl.UInt32, "email": pl.String, "zip": pl.String, "seats": pl.String})
+    assert rows(source) == [
+        {ROW: 1, "email": "ada@example.com", "zip": "02134", "seats": "4"},
+        {ROW: 2, "email": "grace@example.com", "zip": None, "seats": "10"},
+    ]
+    assert source.kinds == {"email": "string", "zip": "string", "seats": "string"}
+    assert source.malformed == []
+
+
+def test_utf8_bom_is_dropped_from_the_first_column_name(tmp_path: Path) -> None:
+    path = write(tmp_path, "bom.csv", b"\xef\xbb\xbfemail,firstName\nada@example.com,Zo\xc3\xab\n")
+
+    source = read_source(path)
+
+    assert source.columns == ["email", "firstName"]
+    assert rows(source) == [{ROW: 1, "email": "ada@example.com", "firstName": "Zoë"}]
+
+
+def test_crlf_line_ends_leave_no_carriage_return_in_values(tmp_path: Path) -> None:
+    path = write(tmp_path, "crlf.csv", b"email,name\r\nada@example.com,Ada\r\ngrace@example.com,Grace\r\n")
+
+    assert rows(read_source(path)) == [
+        {ROW: 1, "email": "ada@example.com", "name": "Ada"},
+        {ROW: 2, "email": "grace@example.com", "name": "Grace"},
+    ]
+
+
+def test_old_mac_cr_only_line_ends(tmp_path: Path) -> None:
+    path = write(tmp_path, "mac.csv", b"email,name\rada@example.com,Ada\rgrace@example.com,Grace")
+
+    source = read_source(path)
+
+    assert source.columns == ["email", "name"]
+    assert rows(source) == [
+        {ROW: 1, "email": "ada@example.com", "name": "Ada"},
+        {ROW: 2, "email": "grace@example.com", "name": "Grace"},
+    ]
+
+
+def test_quoted_commas_quotes_and_newlines_stay_in_one_value(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "quoted.csv",
+        'email,note,name\nada@example.com,"Hello, world\nsecond line",Ada\ngrace@example.com,"say ""hi""",Grace\n',
+    )
+
+    assert rows(read_source(path)) == [
+        {ROW: 1, "email": "ada@example.com", "note": "Hello, world\nsecond line", "name": "Ada"},
+        {ROW: 2, "email": "grace@example.com", "note": 'say "hi"', "name": "Grace"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("email,firstName,lastName", ","),
+        ("email;firstName;lastName", ";"),
+        ("email\tfirstName\tlastName", "\t"),
+        ('"last, first";email;zip', ";"),
+        ('"a;b;c",email', ","),
+        ("email", ","),
+        ("", ","),
+        ("email;name,zip;x", ";"),
+    ],
+    ids=["comma", "semicolon", "tab", "quoted-comma", "quoted-semicolons", "single-column", "empty", "majority"],
+)
+def test_sniff_delimiter(header: str, expected: str) -> None:
+    assert sniff_delimiter(header) == expected
+
+
+def test_semicolon_file_keeps_commas_inside_values(tmp_path: Path) -> None:
+    path = write(tmp_path, "semi.csv", "email;lastName;city\nada@example.com;Lovelace, Countess;London\n")
+
+    source = read_source(path)
+
+    assert source.columns == ["email", "lastName", "city"]
+    assert rows(source) == [{ROW: 1, "email": "ada@example.com", "lastName": "Lovelace, Countess", "city": "London"}]
+
+
+def test_tab_separated_csv_is_sniffed(tmp_path: Path) -> None:
+    path = write(tmp_path, "tabs.csv", "email\tname\nada@example.com\tAda, Countess\n")
+
+    assert rows(read_source(path)) == [{ROW: 1, "email": "ada@example.com", "name": "Ada, Countess"}]
+
+
+def test_tsv_extension_means_tab_even_with_commas_in_the_header(tmp_path: Path) -> None:
+    path = write(tmp_path, "people.tsv", "email\tlast, first\nada@example.com\tLovelace, Ada\n")
+
+    source = read_source(path)
+
+    assert source.columns == ["email", "last, first"]
+    assert rows(source)[0]["last, first"] == "Lovelace, Ada"
+
+
+def test_explicit_delimiter_wins_over_sniffing(tmp_path: Path) -> None:
+    path = write(tmp_path, "pipe.csv", "email|name\nada@example.com|Ada\n")
+
+    assert rows(read_source(path, delimiter="|")) == [{ROW: 1, "email": "ada@example.com", "name": "Ada"}]
+
+
+def test_gzipped_csv(tmp_path: Path) -> None:
+    path = write(tmp_path, "contacts.csv.gz", gzip.compress(b"email,name\nada@example.com,Ada\n"))
+
+    source = read_source(path)
+
+    assert rows(source) == [{ROW: 1, "email": "ada@example.com", "name": "Ada"}]
+
+
+def test_gzipped_jsonl(tmp_path: Path) -> None:
+    path = write(tmp_path, "contacts.JSONL.GZ", gzip.compress(b'{"email": "ada@example.com", "seats": 4}\n'))
+
+    source = read_source(path)
+
+    assert rows(source) == [{ROW: 1, "email": "ada@example.com", "seats": "4"}]
+    assert source.kinds == {"email": "string", "seats": "number"}
+
+
+def test_a_truncated_gzip_file_is_an_input_error(tmp_path: Path) -> None:
+    data = gzip.compress(b"email,name\n" + b"ada@example.com,Ada\n" * 1000)
+    path = write(tmp_path, "cut.csv.gz", data[: len(data) // 2])
+
+    message = input_error(path)
+
+    assert message.startswith(f"{path}: cannot be read (")
+    assert message.endswith("); check the file is complete")
+
+
+def test_header_only_gives_no_rows_but_the_columns(tmp_path: Path) -> None:
+    path = write(tmp_path, "header.csv", "email,firstName\n")
+
+    source = read_source(path)
+
+    assert source.columns == ["email", "firstName"]
+    assert source.frame.height == 0
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"\n\n", b"  \r\n", b"\xef\xbb\xbf"], ids=["empty", "newlines", "blank", "bom"]
+)
+def test_empty_file_is_an_input_error_naming_the_file(tmp_path: Path, content: bytes) -> None:
+    path = write(tmp_path, "empty.csv", content)
+
+    assert input_error(path) == f"{path}: the file is empty; expected a header line such as 'email,firstName'"
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("email,name,email", "column 'email' appears twice in the header; rename or drop one"),
+        ("email, name,name ", "column 'name' appears twice in the header; rename or drop one"),
+        ("email,,name", "the header has an empty column name; name every column"),
+        ("email,__row", "column name '__row' is reserved (starts with __); rename it"),
+    ],
+    ids=["duplicate", "duplicate-after-trim", "empty-name", "reserved"],
+)
+def test_bad_header_is_an_input_error(tmp_path: Path, header: str, message: str) -> None:
+    path = write(tmp_path, "bad.csv", f"{header}\nada@example.com,a,b\n")
+
+    assert input_error(path) == f"{path}:1: {message}"
+
+
+def test_a_row_with_too_many_fields_is_an_input_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "wide.csv", "email,name\nada@example.com,Ada,extra\n")
+
+    message = input_error(path)
+
+    assert message.startswith(f"{path}: not a readable CSV file (")
+    assert message.endswith("); check quoting and column counts")
+
+
+def test_non_utf8_byte_names_its_line_and_suggests_an_encoding(tmp_path: Path) -> None:
+    path = write(tmp_path, "latin.csv", b"email,name\nada@example.com,Ada\njose@example.com,Jos\xe9\n")
+
+    assert input_error(path) == (
+        f"{path}:3: byte 0xe9 is not valid utf-8; "
+        "pass the file's encoding, e.g. --encoding latin-1 or --encoding cp1252"
+    )
+
+
+def test_the_same_file_reads_fine_as_latin_1(tmp_path: Path) -> None:
+    path = write(tmp_path, "latin.csv", b"email,name\nada@example.com,Ada\njose@example.com,Jos\xe9\n")
+
+    assert rows(read_source(path, encoding="latin-1")) == [
+        {ROW: 1, "email": "ada@example.com", "name": "Ada"},
+        {ROW: 2, "email": "jose@example.com", "name": "José"},
+    ]
+
+
+def test_unknown_encoding_is_an_input_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.csv", "email\nada@example.com\n")
+
+    assert input_error(path, encoding="klingon") == (
+        "unknown --encoding 'klingon'; use a Python codec name such as latin-1"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [("contacts.txt", "'.txt'"), ("contacts.xlsx.gz", "'.xlsx'"), ("contacts", "'(no extension)'")],
+)
+def test_unknown_extension_is_an_input_error(tmp_path: Path, name: str, shown: str) -> None:
+    path = write(tmp_path, name, "email\nada@example.com\n")
+
+    assert input_error(path) == (
+        f"{path}: unknown source format {shown}; name the file .csv, .tsv, .jsonl or .ndjson (optionally .gz)"
+    )
+
+
+def test_missing_file_and_directory_are_input_errors(tmp_path: Path) -> None:
+    assert input_error(tmp_path / "nope.csv") == f"{tmp_path / 'nope.csv'}: no such file; check the SOURCE path"
+    folder = tmp_path / "folder.csv"
+    folder.mkdir()
+    assert input_error(folder) == f"{folder}: is a directory; SOURCE must be a .csv or .jsonl file"
+
+
+# -- JSONL ---------------------------------------------------------------------------------------------
+
+
+def test_jsonl_values_become_canonical_text_with_their_kind(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "typed.ndjson",
+        '{"email": "ada@example.com", "seats": 4, "vip": true, "score": 1.5, "tags": ["b", "a"], '
+        '"meta": {"z": 1, "a": [1, 2]}, "gone": null, "zip": "02134"}\n'
+        '{"email": "grace@example.com", "seats": 12, "vip": false, "score": -2e-3}\n',
+    )
+
+    source = read_source(path)
+
+    assert rows(source) == [
+        {
+            ROW: 1, "email": "ada@example.com", "seats": "4", "vip": "true", "score": "1.5",
+            "tags": '["b","a"]', "meta": '{"a":[1,2],"z":1}', "gone": None, "zip": "02134",
+        },
+        {
+            ROW: 2, "email": "grace@example.com", "seats": "12", "vip": "false", "score": "-0.002",
+            "tags": None, "meta": None, "gone": None, "zip": None,
+        },
+    ]
+    assert source.kinds == {
+        "email": "string", "seats": "number", "vip": "boolean", "score": "number",
+        "tags": "json", "meta": "json", "zip": "string",
+    }
+    assert all(dtype == pl.String for name, dtype in source.frame.schema.items() if name != ROW)
+
+
+def test_a_column_with_mixed_kinds_is_string(tmp_path: Path) -> None:
+    path = write(tmp_path, "mixed.jsonl", '{"email": "a@x.io", "zip": 2134}\n{"email": "b@x.io", "zip": "02134"}\n')
+
+    source = read_source(path)
+
+    assert source.kinds["zip"] == "string"
+    assert source.frame["zip"].to_list() == ["2134", "02134"]
+
+
+def test_malformed_and_non_object_lines_are_reported_with_line_numbers(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "bad.jsonl",
+        '{"email": "ada@example.com"}\n'
+        "\n"
+        '{"email": "grace@example.com" "zip": 1}\n'
+        "[1, 2]\n"
+        '"just text"\n'
+        "42\n"
+        '{"email": "alan@example.com"}\n',
+    )
+
+    source = read_source(path)
+
+    assert rows(source) == [{ROW: 1, "email": "ada@example.com"}, {ROW: 7, "email": "alan@example.com"}]
+    assert source.malformed == [
+        (3, "malformed JSON at column 31: Expecting ',' delimiter"),
+        (4, "line is JSON list, not an object"),
+        (5, "line is JSON str, not an object"),
+        (6, "line is JSON int, not an object"),
+    ]
+
+
+def test_jsonl_with_crlf_line_ends(tmp_path: Path) -> None:
+    path = write(tmp_path, "crlf.jsonl", b'{"email": "ada@example.com"}\r\n{"email": "grace@example.com"}\r\n')
+
+    source = read_source(path)
+
+    assert rows(source) == [{ROW: 1, "email": "ada@example.com"}, {ROW: 2, "email": "grace@example.com"}]
+    assert source.malformed == []
+
+
+def test_reserved_jsonl_key_is_reported(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.jsonl", '{"email": "ada@example.com", "__row": 99}\n')
+
+    source = read_source(path)
+
+    assert source.malformed == [(1, "key '__row' is reserved (starts with __); rename it")]
+
+
+def test_empty_jsonl_gives_an_empty_frame(tmp_path: Path) -> None:
+    source = read_source(write(tmp_path, "empty.jsonl", "\n\n"))
+
+    assert source.frame.height == 0
+    assert source.columns == []
+    assert source.malformed == []
+
+
+def test_jsonl_columns_first_seen_in_later_chunks_are_padded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(read, "JSONL_CHUNK_LINES", 2)
+    path = write(
+        tmp_path,
+        "chunks.jsonl",
+        '{"email": "a@x.io", "early": "e"}\n{"email": "b@x.io"}\n{"email": "c@x.io"}\n'
+        '{"email": "d@x.io", "late": 7}\n{"email": "e@x.io"}\n',
+    )
+
+    source = read_source(path)
+
+    assert rows(source) == [
+        {ROW: 1, "email": "a@x.io", "early": "e", "late": None},
+        {ROW: 2, "email": "b@x.io", "early": None, "late": None},
+        {ROW: 3, "email": "c@x.io", "early": None, "late": None},
+        {ROW: 4, "email": "d@x.io", "early": None, "late": "7"},
+        {ROW: 5, "email": "e@x.io", "early": None, "late": None},
+    ]
+    assert source.kinds == {"email": "string", "early": "string", "late": "number"}

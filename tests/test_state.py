@@ -1,0 +1,376 @@
+"""The state file: create, save, forget, read back, refuse what is not ours, and stay private."""
+
+from __future__ import annotations
+
+import random
+import re
+import sqlite3
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from bulksync.errors import StateError
+from bulksync.state import SCHEMA_VERSION, STATE_HASH, StateStore
+
+KEY_COLUMN = "__key"
+RECOVER_HINT = "restore it from a backup or pass another --state (a new file re-sends every contact once, safely)"
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "state.db"
+
+
+@pytest.fixture
+def store(path: Path) -> Iterator[StateStore]:
+    opened = StateStore.open(path)
+    yield opened
+    opened.close()
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def foreign_sqlite(path: Path) -> None:
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    db.execute("INSERT INTO users (name) VALUES ('someone else')")
+    db.commit()
+    db.close()
+
+
+def state_error(path: Path, readonly: bool = False) -> str:
+    with pytest.raises(StateError) as info:
+        StateStore.open(path, readonly=readonly).close()
+    return str(info.value)
+
+
+# -- creating and writing -------------------------------------------------------------------------------
+
+
+def test_open_creates_an_empty_private_state_file(path: Path, store: StateStore) -> None:
+    assert path.exists()
+    assert mode(path) == 0o600
+    assert store.meta("schema_version") == SCHEMA_VERSION == "2"
+    assert store.meta("generation") is None
+    assert store.count() == 0
+    assert not store.readonly
+
+
+def test_open_creates_missing_parent_directories(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "state.db"
+
+    StateStore.open(path).close()
+
+    assert mode(path) == 0o600
+
+
+def test_wal_files_are_private_too(path: Path, store: StateStore) -> None:
+    store.save([("ada@example.com", 1, {"email": "ada@example.com"}, False)])
+
+    companions = [p for p in (path.with_name("state.db-wal"), path.with_name("state.db-shm")) if p.exists()]
+    assert companions, "the store runs in WAL mode"
+    assert {p.name: mode(p) for p in companions} == {p.name: 0o600 for p in companions}
+
+
+def test_save_then_read_back(store: StateStore) -> None:
+    store.save(
+        [
+            ("grace@example.com", -(2**63), {"email": "grace@example.com", "firstName": "Grace"}, False),
+            ("ada@example.com", 2**63 - 1, {"email": "ada@example.com", "zip": "02134", "n": "Zoë"}, False),
+        ]
+    )
+
+    assert store.count() == 2
+    assert list(store.contacts()) == [
+        ("ada@example.com", {"email": "ada@example.com", "n": "Zoë", "zip": "02134"}),
+        ("grace@example.com", {"email": "grace@example.com", "firstName": "Grace"}),
+    ]
+    assert store.fields_for(["grace@example.com", "nobody@example.com"]) == {
+        "grace@example.com": {"email": "grace@example.com", "firstName": "Grace"}
+    }
+
+
+def test_saving_a_key_again_replaces_it(store: StateStore) -> None:
+    store.save([("ada@example.com", 1, {"email": "ada@example.com", "plan": "free"}, False)])
+    store.save([("ada@example.com", 2, {"email": "ada@example.com"}, False)])
+
+    assert store.count() == 1
+    assert store.hashes().to_dicts() == [{KEY_COLUMN: "ada@example.com", STATE_HASH: 2}]
+    assert store.fields_for(["ada@example.com"]) == {"ada@example.com": {"email": "ada@example.com"}}
+
+
+def test_forget_drops_keys_and_ignores_unknown_ones(store: StateStore) -> None:
+    store.save([(k, i, {"email": k}, False) for i, k in enumerate(["a@x.io", "b@x.io", "c@x.io"])])
+
+    store.forget(["a@x.io", "zzz@x.io", "c@x.io"])
+
+    assert [key for key, _ in store.contacts()] == ["b@x.io"]
+
+
+def test_generation_counts_every_committed_write(store: StateStore) -> None:
+    assert store.generation() == 0
+    store.save([("a@x.io", 1, {}, False)])
+    assert (store.generation(), store.meta("generation")) == (1, "1")
+    store.forget(["a@x.io"])
+    assert store.generation() == 2
+    store.save([("b@x.io", 2, {}, False)])
+    assert store.generation() == 3
+    store.set_meta({"key": "email"})  # bookkeeping, not a write to the contacts
+    assert store.generation() == 3
+
+
+def test_a_failed_save_writes_nothing(store: StateStore) -> None:
+    store.save([("a@x.io", 1, {}, False)])
+
+    with pytest.raises(sqlite3.IntegrityError):
+        store.save([("b@x.io", 2, {}, False), ("c@x.io", None, {}, False)])  # type: ignore[list-item]
+
+    assert [key for key, _ in store.contacts()] == ["a@x.io"]
+    assert store.meta("generation") == "1"
+
+
+def test_set_meta_and_state_survive_reopening(path: Path) -> None:
+    with StateStore.open(path) as store:
+        store.set_meta({"key": "email", "last_run_outcome": "ok"})
+        store.save([("ada@example.com", 5, {"email": "ada@example.com"}, False)])
+
+    with StateStore.open(path) as again:
+        assert (again.meta("key"), again.meta("last_run_outcome")) == ("email", "ok")
+        assert again.hashes().to_dicts() == [{KEY_COLUMN: "ada@example.com", STATE_HASH: 5}]
+        assert again.generation() == 1
+
+
+def test_held_back_lists_contacts_whose_subscribed_true_was_not_sent(store: StateStore) -> None:
+    store.save([("a@x.io", 1, {}, True), ("b@x.io", 2, {}, False), ("c@x.io", 3, {}, True)])
+    assert sorted(store.held_back()) == ["a@x.io", "c@x.io"]
+
+    store.save([("a@x.io", 4, {}, False)])
+    store.forget(["c@x.io"])
+
+    assert store.held_back() == []
+
+
+def test_a_state_file_from_before_held_back_is_migrated_or_refused(path: Path) -> None:
+    # Schema 1 as the first release wrote it: no held_back column.
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE contacts (key TEXT PRIMARY KEY, row_hash INTEGER NOT NULL, fields TEXT NOT NULL,
+                               synced_at TEXT NOT NULL) WITHOUT ROWID;
+        INSERT INTO meta VALUES ('schema_version', '1'), ('key', 'email');
+        INSERT INTO contacts VALUES ('ada@example.com', 5, '{"email":"ada@example.com"}', '2024-01-01T00:00:00Z');
+        """
+    )
+    db.close()
+
+    try:
+        store = StateStore.open(path)
+    except StateError:
+        return  # refused up front, with a message: acceptable
+    with store:
+        store.save([("grace@example.com", 6, {"email": "grace@example.com"}, True)])  # must not crash
+        assert store.hashes().sort(KEY_COLUMN)[STATE_HASH].to_list() == [5, 6]
+        assert store.held_back() == ["grace@example.com"]
+
+
+# -- hashes and fields_for -----------------------------------------------------------------------------
+
+
+def test_hashes_of_an_empty_store_is_an_empty_typed_frame(store: StateStore) -> None:
+    frame = store.hashes()
+
+    assert frame.height == 0
+    assert frame.schema == pl.Schema({KEY_COLUMN: pl.String, STATE_HASH: pl.Int64})
+
+
+def test_hashes_keeps_every_key_exactly_as_text(store: StateStore) -> None:
+    keys = ["00123", "1e5", "NA", "null", "true", 'o"brien@example.ie', "a,b@example.com", "zoë@example.com", "#x@y.io"]
+    store.save([(key, -i - 1, {}, False) for i, key in enumerate(keys)])
+
+    frame = store.hashes().sort(STATE_HASH, descending=True)
+
+    assert frame.schema == pl.Schema({KEY_COLUMN: pl.String, STATE_HASH: pl.Int64})
+    assert frame[KEY_COLUMN].to_list() == keys
+    assert frame[STATE_HASH].to_list() == [-i - 1 for i in range(len(keys))]
+
+
+def test_fields_for_reads_more_keys_than_one_batch(store: StateStore) -> None:
+    keys = [f"user{i:04d}@example.com" for i in range(1234)]
+    store.save([(key, i, {"email": key, "n": str(i)}, False) for i, key in enumerate(keys)])
+
+    found = store.fields_for([*reversed(keys), "nobody@example.com"])
+
+    assert len(found) == 1234
+    assert found["user0000@example.com"] == {"email": "user0000@example.com", "n": "0"}
+    assert found["user1233@example.com"] == {"email": "user1233@example.com", "n": "1233"}
+    assert store.fields_for([]) == {}
+
+
+def test_save_frame_records_a_baseline_without_null_fields(store: StateStore) -> None:
+    frame = pl.DataFrame(
+        {"__key": ["ada@example.com", "grace@example.com"], "__hash": [11, -22],
+         "email": ["ada@example.com", "grace@example.com"], "plan": ["pro", None]},
+        schema={"__key": pl.String, "__hash": pl.Int64, "email": pl.String, "plan": pl.String},
+    )
+
+    store.save_frame(frame, "__key", "__hash", ["plan", "email"])
+
+    assert store.hashes().sort(KEY_COLUMN).to_dicts() == [
+        {KEY_COLUMN: "ada@example.com", STATE_HASH: 11},
+        {KEY_COLUMN: "grace@example.com", STATE_HASH: -22},
+    ]
+    assert store.fields_for(["ada@example.com", "grace@example.com"]) == {
+        "ada@example.com": {"email": "ada@example.com", "plan": "pro"},
+        "grace@example.com": {"email": "grace@example.com"},
+    }
+    assert store.meta("generation") == "1"
+
+
+# -- the key a state file is bound to -----------------------------------------------------------------
+
+
+def test_check_key_accepts_a_fresh_file_and_the_same_key(store: StateStore) -> None:
+    store.check_key("userId")
+    store.set_meta({"key": "email"})
+    store.check_key("email")
+
+
+def test_check_key_mismatch_is_a_state_error(path: Path, store: StateStore) -> None:
+    store.set_meta({"key": "email"})
+
+    with pytest.raises(StateError) as info:
+        store.check_key("userId")
+
+    assert str(info.value) == (
+        f"{path} identifies contacts by email, not userId; pass --key email or use another --state file"
+    )
+
+
+# -- read-only -----------------------------------------------------------------------------------------
+
+
+def test_read_only_without_a_file_creates_nothing_and_refuses_writes(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "state.db"
+    store = StateStore.open(path, readonly=True)
+    try:
+        assert store.readonly
+        assert store.count() == 0
+        assert store.hashes().height == 0
+        assert store.fields_for(["a@x.io"]) == {}
+        for write in (
+            lambda: store.save([("a@x.io", 1, {}, False)]),
+            lambda: store.forget(["a@x.io"]),
+            lambda: store.set_meta({"key": "email"}),
+        ):
+            with pytest.raises(StateError, match=r"opened read-only \(dry run\); nothing may be written$"):
+                write()
+    finally:
+        store.close()
+
+    assert not path.exists()
+    assert not path.parent.exists()
+
+
+def test_read_only_on_an_existing_file_reads_it_and_changes_nothing(path: Path) -> None:
+    writer = StateStore.open(path)
+    writer.save([("ada@example.com", 7, {"email": "ada@example.com"}, False)])
+    writer.close()
+    before = path.read_bytes()
+
+    store = StateStore.open(path, readonly=True)
+    try:
+        assert store.hashes().to_dicts() == [{KEY_COLUMN: "ada@example.com", STATE_HASH: 7}]
+        with pytest.raises(StateError, match="read-only"):
+            store.save([("grace@example.com", 8, {}, False)])
+    finally:
+        store.close()
+
+    assert path.read_bytes() == before
+
+
+# -- files that are not a healthy state file ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("readonly", [False, True], ids=["read-write", "read-only"])
+def test_random_bytes_are_a_state_error(path: Path, readonly: bool) -> None:
+    path.write_bytes(random.Random(7).randbytes(8192))
+
+    assert state_error(path, readonly) == (
+        f"{path}: not a readable bulksync state file (file is not a database); {RECOVER_HINT}"
+    )
+
+
+@pytest.mark.parametrize("readonly", [False, True], ids=["read-write", "read-only"])
+def test_a_zero_byte_file_is_a_state_error(path: Path, readonly: bool) -> None:
+    path.write_bytes(b"")
+
+    assert state_error(path, readonly) == (
+        f"{path}: not a readable bulksync state file (the file is empty or truncated); {RECOVER_HINT}"
+    )
+
+
+@pytest.mark.parametrize("readonly", [False, True], ids=["read-write", "read-only"])
+def test_a_foreign_sqlite_file_is_a_state_error(path: Path, readonly: bool) -> None:
+    foreign_sqlite(path)
+
+    assert state_error(path, readonly) == (
+        f"{path}: not a readable bulksync state file (it is an SQLite file but not a bulksync state file); "
+        f"{RECOVER_HINT}"
+    )
+
+
+def test_another_schema_version_is_a_state_error(path: Path) -> None:
+    store = StateStore.open(path)
+    store.set_meta({"schema_version": "99"})
+    store.close()
+
+    assert state_error(path) == (
+        f"{path}: not a readable bulksync state file (schema version '99'; this bulksync reads 2); {RECOVER_HINT}"
+    )
+
+
+def test_a_file_cut_short_is_a_state_error(path: Path) -> None:
+    store = StateStore.open(path)
+    store.save([(f"user{i}@example.com", i, {"email": f"user{i}@example.com", "bio": "x" * 200}, False)
+                for i in range(2000)])
+    store.close()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+    def open_and_read() -> None:
+        opened = StateStore.open(path, readonly=True)
+        try:
+            opened.hashes()
+        finally:
+            opened.close()
+
+    with pytest.raises(StateError, match=f"^{re.escape(str(path))}: .*database disk image is malformed"):
+        open_and_read()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda path: path.write_bytes(b""),
+        lambda path: path.write_bytes(random.Random(7).randbytes(8192)),
+        foreign_sqlite,
+    ],
+    ids=["zero-bytes", "random-bytes", "foreign-sqlite"],
+)
+def test_a_refused_file_is_left_exactly_as_it_was(tmp_path: Path, make: object) -> None:
+    # The message says "restore it from a backup": the file we refused must not have been rewritten.
+    path = tmp_path / "state.db"
+    make(path)  # type: ignore[operator]
+    before = path.read_bytes()
+
+    with pytest.raises(StateError):
+        StateStore.open(path)
+
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.db"]
