@@ -74,6 +74,8 @@ def _add_push_arguments(parser: argparse.ArgumentParser) -> None:
                         help="retries per request on 429, 5xx and network errors (default: 6)")
     parser.add_argument("--create-via", choices=["create", "update"], default="create",
                         help="endpoint for contacts new to the state (default: create, 409 falls back to update)")
+    parser.add_argument("--timeout", type=_positive_float, default=30.0, metavar="SECONDS",
+                        help="give up on a response after this long and retry (default: 30)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (off anyway off a terminal)")
     parser.add_argument("--base-url", help=f"Loops API base URL (default: $LOOPS_BASE_URL or {DEFAULT_BASE_URL})")
 
@@ -134,6 +136,7 @@ def http_config(args: argparse.Namespace, environ: dict[str, str]) -> HttpConfig
         rate_limit=args.rate_limit,
         concurrency=args.concurrency,
         max_retries=args.max_retries,
+        read_timeout=args.timeout,
     )
 
 
@@ -268,9 +271,27 @@ def render_preview(result: SyncResult) -> str:
     return "\n".join(lines) if lines else "No changes planned."
 
 
-def _configure_logging(err: TextIO, debug: bool) -> None:
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """Replace every secret in ``text``: the API key must never reach a terminal, log or file."""
+    for secret in secrets:
+        text = text.replace(secret, "[redacted]")
+    return text
+
+
+class _Redacting(logging.Filter):
+    def __init__(self, secrets: Sequence[str]) -> None:
+        super().__init__()
+        self._secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage(), self._secrets), ()
+        return True
+
+
+def _configure_logging(err: TextIO, debug: bool, secrets: Sequence[str]) -> None:
     handler = logging.StreamHandler(err)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    handler.addFilter(_Redacting(secrets))
     log.handlers[:] = [handler]
     log.setLevel(logging.DEBUG if debug else logging.WARNING)
     log.propagate = False
@@ -295,15 +316,22 @@ def main(
     except SystemExit as exc:
         return int(exc.code or 0)
     args.sleep = sleep
-    _configure_logging(err, args.debug)
+    secrets = [key for key in (os.environ.get("LOOPS_API_KEY", "").strip(),) if key]
+    _configure_logging(err, args.debug, secrets)
     run: Command = args.run
     try:
         return int(run(args, out, err))
     except BulksyncError as exc:
         if args.debug:
-            traceback.print_exc(file=err)
-        err.write(f"bulksync: error: {exc}\n")
+            err.write(redact(traceback.format_exc(), secrets))
+        err.write(redact(f"bulksync: error: {exc}\n", secrets))
         return int(exc.exit_status)
     except KeyboardInterrupt:
         err.write("bulksync: aborted\n")
         return int(ExitStatus.INTERRUPTED)
+    except Exception as exc:  # a bug: still one line, and still no secret
+        if args.debug:
+            err.write(redact(traceback.format_exc(), secrets))
+        err.write(redact(f"bulksync: internal error: {type(exc).__name__}: {exc} (rerun with --debug "
+                         "for the traceback, and please report it)\n", secrets))
+        return int(ExitStatus.ROWS_FAILED)

@@ -25,6 +25,8 @@ from bulksync.throttle import RateLimiter, Sleep
 log = logging.getLogger("bulksync")
 
 Sent = dict[str, str | None]
+STOP_GRACE_S = 5.0
+UNANSWERED = "no answer before the run stopped: it may or may not have been applied; the next run settles it"
 
 
 @dataclass(slots=True)
@@ -137,32 +139,40 @@ def push_all(
     execute: Callable[[Action], Outcome],
     concurrency: int,
     on_outcome: Callable[[Outcome], None],
+    *,
     should_stop: Callable[[], bool] = lambda: False,
+    grace_s: float = STOP_GRACE_S,
 ) -> None:
     """Run ``actions`` on ``concurrency`` workers, handing each outcome to ``on_outcome`` here.
 
-    Stops taking new actions once ``should_stop()`` is true or the key is refused; actions
-    already in flight are finished and their outcomes recorded before returning or raising.
+    Stops taking new actions once ``should_stop()`` is true or the key is refused. Actions in
+    flight then get ``grace_s`` seconds to finish; one still unanswered after that is reported as
+    failed with its fate unknown (nothing is recorded in state, so the next run settles it).
     """
     auth_error: AuthError | None = None
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="bulksync") as pool:
-        pending: dict[Future[Outcome], int] = {}  # future -> its action's position, to settle in order
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="bulksync")
+    pending: dict[Future[Outcome], tuple[int, Action]] = {}  # position, to settle in order
 
-        def settle(done: Iterable[Future[Outcome]]) -> None:
-            nonlocal auth_error
-            for future in sorted(done, key=lambda f: pending[f]):
-                del pending[future]
-                try:
-                    on_outcome(future.result())
-                except AuthError as exc:
-                    auth_error = auth_error or exc
+    def settle(done: Iterable[Future[Outcome]]) -> None:
+        nonlocal auth_error
+        for future in sorted(done, key=lambda f: pending[f][0]):
+            del pending[future]
+            try:
+                on_outcome(future.result())
+            except AuthError as exc:
+                auth_error = auth_error or exc
 
+    try:
         for position, action in enumerate(actions):
             if should_stop() or auth_error:
                 break
-            pending[pool.submit(execute, action)] = position
+            pending[pool.submit(execute, action)] = (position, action)
             if len(pending) >= concurrency * 2:
                 settle(wait(pending, return_when=FIRST_COMPLETED).done)
-        settle(wait(pending).done)
+        settle(wait(pending, timeout=grace_s if should_stop() else None).done)
+        for _, action in sorted(pending.values(), key=lambda item: item[0]):
+            on_outcome(Outcome(action, False, None, None, 1, error=UNANSWERED))
+    finally:
+        pool.shutdown(wait=not pending, cancel_futures=True)
     if auth_error:
         raise auth_error

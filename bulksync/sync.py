@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +33,7 @@ from bulksync.diff import (
 )
 from bulksync.errors import ApiError, ConfigError, DeleteGuardError, RejectedError, RetriableError, StateError
 from bulksync.fingerprint import HASH, with_fingerprint
+from bulksync.lock import run_lock
 from bulksync.normalise import KEY, Contacts, normalise
 from bulksync.plan import PlanHeader, PlanWriter, read_plan
 from bulksync.push import Outcome, Pusher, push_all
@@ -77,35 +78,42 @@ def run_sync(config: SyncConfig, runtime: Runtime | None = None) -> SyncResult:
     started = runtime.clock()
     if not config.dry_run:
         check_credentials(config.http)
-    contacts, frame = load_contacts(config.source, config.key, config.encoding)
-    with StateStore.open(config.state_path, readonly=config.dry_run) as state:
-        state.check_key(config.key)
-        known = state.hashes()
-        if config.delete_missing and frame.height == 0 and known.height:
-            raise DeleteGuardError(
-                f"{config.source} has no valid rows: refusing to delete all {known.height:,} contacts in state, "
-                "whatever --max-delete says. Nothing was sent. Check the export"
-            )
-        recheck = state.held_back() if config.resubscribe else []
-        classified = classify(frame, known, config.delete_missing, recheck)
-        check_delete_limit(len(classified.missing), known.height, config.max_delete)
-        options = PlanOptions(config.key, config.delete_missing, config.keep_empty, config.resubscribe)
-        summary = Summary(dry_run=config.dry_run, rejected=contacts.rejects.height, unchanged=classified.unchanged)
-        with _outputs(config, summary, runtime.clock, started) as report:
-            result = SyncResult(summary, report.path)
-            for row, key, reason in contacts.rejects.iter_rows():
-                report.reject(row, key, reason)
-                if len(result.rejects_preview) < PREVIEW_ACTIONS:
-                    result.rejects_preview.append((row, key, reason))
-            actions = iter_actions(classified, state, options)
-            if config.dry_run:
-                plan = _plan_writer(config, state, contacts, _total(classified))
-                result.plan_path = plan.path if plan else None
-                _preview(actions, summary, report, result, plan)
-            else:
-                _execute(config, types=contacts.types, actions=actions, total=_total(classified), state=state,
-                         summary=summary, report=report, runtime=runtime, key=config.key)
-                result.interrupted = runtime.stop is not None and runtime.stop.is_set()
+    with nullcontext() if config.dry_run else run_lock(config.state_path):
+        contacts, frame = load_contacts(config.source, config.key, config.encoding)
+        with StateStore.open(config.state_path, readonly=config.dry_run) as state:
+            return _sync(config, runtime, started=started, contacts=contacts, frame=frame, state=state)
+
+
+def _sync(
+    config: SyncConfig, runtime: Runtime, *, started: float, contacts: Contacts, frame: pl.DataFrame, state: StateStore
+) -> SyncResult:
+    state.check_key(config.key)
+    known = state.hashes()
+    if config.delete_missing and frame.height == 0 and known.height:
+        raise DeleteGuardError(
+            f"{config.source} has no valid rows: refusing to delete all {known.height:,} contacts in state, "
+            "whatever --max-delete says. Nothing was sent. Check the export"
+        )
+    recheck = state.held_back() if config.resubscribe else []
+    classified = classify(frame, known, config.delete_missing, recheck)
+    check_delete_limit(len(classified.missing), known.height, config.max_delete)
+    options = PlanOptions(config.key, config.delete_missing, config.keep_empty, config.resubscribe)
+    summary = Summary(dry_run=config.dry_run, rejected=contacts.rejects.height, unchanged=classified.unchanged)
+    with _outputs(config, summary, runtime.clock, started) as report:
+        result = SyncResult(summary, report.path)
+        for row, key, reason in contacts.rejects.iter_rows():
+            report.reject(row, key, reason)
+            if len(result.rejects_preview) < PREVIEW_ACTIONS:
+                result.rejects_preview.append((row, key, reason))
+        actions = iter_actions(classified, state, options)
+        if config.dry_run:
+            plan = _plan_writer(config, state, contacts, _total(classified))
+            result.plan_path = plan.path if plan else None
+            _preview(actions, summary, report, result, plan)
+        else:
+            _execute(config, types=contacts.types, actions=actions, total=_total(classified), state=state,
+                     summary=summary, report=report, runtime=runtime, key=config.key)
+            result.interrupted = runtime.stop is not None and runtime.stop.is_set()
     return result
 
 
@@ -115,7 +123,8 @@ def apply_plan(plan_path: Path, config: SyncConfig, runtime: Runtime | None = No
     started = runtime.clock()
     check_credentials(config.http)
     header, actions = read_plan(plan_path)
-    with StateStore.open(Path(header.state)) as state:
+    state_path = Path(header.state)
+    with run_lock(state_path), StateStore.open(state_path) as state:
         state.check_key(header.key)
         check_plan_is_current(header, actions, state)
         summary = Summary(rejected=header.rejected)
@@ -170,7 +179,7 @@ def load_contacts(source: Path, key: KeyField, encoding: str) -> tuple[Contacts,
 def record_baseline(source: Path, state_path: Path, key: KeyField = "email", encoding: str = "utf-8") -> Summary:
     """Record ``source`` as already synced, sending nothing (for an audience already up to date)."""
     contacts, frame = load_contacts(source, key, encoding)
-    with StateStore.open(state_path) as state:
+    with run_lock(state_path), StateStore.open(state_path) as state:
         state.check_key(key)
         state.save_frame(frame, KEY, HASH, contacts.fields)
         state.set_meta({"key": key, "last_baseline": utc_now()})

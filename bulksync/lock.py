@@ -1,0 +1,74 @@
+"""One run at a time per state file: an exclusive ``flock`` on ``<state>.lock``.
+
+The kernel drops the lock when its holder dies, even by ``kill -9``, so a lock left by a killed
+run is simply taken over. The file names its holder (pid, start time) for the message a second
+run prints.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bulksync.errors import StateError
+from bulksync.state import utc_now
+
+log = logging.getLogger("bulksync")
+
+
+def lock_path(state_path: Path) -> Path:
+    return state_path.with_name(state_path.name + ".lock")
+
+
+@contextmanager
+def run_lock(state_path: Path) -> Iterator[None]:
+    """Hold the state file's lock for the block, or raise StateError naming the run that holds it."""
+    path = lock_path(state_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _describe(_read_holder(fd))
+            raise StateError(
+                f"{state_path} is in use by another bulksync run ({holder}); wait for it to finish, or stop it"
+            ) from None
+        previous = _read_holder(fd)
+        if previous.get("pid") and previous.get("pid") != os.getpid():
+            log.warning("taking over the lock of %s, which ended without releasing it", _describe(previous))
+        _write_holder(fd)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # released cleanly: nothing to take over next time
+    finally:
+        os.close(fd)  # closing drops the flock
+
+
+def _read_holder(fd: int) -> dict[str, object]:
+    os.lseek(fd, 0, os.SEEK_SET)
+    try:
+        data = json.loads(os.read(fd, 4096) or b"{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_holder(fd: int) -> None:
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": utc_now()}).encode())
+    os.fsync(fd)
+
+
+def _describe(holder: dict[str, object]) -> str:
+    if not holder:
+        return "holder unknown"
+    return f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}"
