@@ -19,7 +19,7 @@ from typing import TextIO
 from bulksync import __version__
 from bulksync.config import DEFAULT_BASE_URL, DEFAULT_STATE_PATH, DeleteLimit, HttpConfig, SyncConfig
 from bulksync.emulator import cli as emulator_cli
-from bulksync.errors import BulksyncError, ExitStatus, StateError
+from bulksync.errors import BulksyncError, ExitStatus, StateError, printable
 from bulksync.report import describe_change, render_summary
 from bulksync.state import StateStore
 from bulksync.sync import Runtime, SyncResult, apply_plan, record_baseline, run_sync
@@ -268,7 +268,8 @@ def render_preview(result: SyncResult) -> str:
     if result.rejects_preview:
         lines.append(f"Rejected rows (first {len(result.rejects_preview)}):")
         lines.extend(f"  row {row}: {reason}" for row, _key, reason in result.rejects_preview)
-    return "\n".join(lines) if lines else "No changes planned."
+    # Values come from the file: escape control characters so no cell can drive the terminal.
+    return "\n".join(printable(line) for line in lines) if lines else "No changes planned."
 
 
 def redact(text: str, secrets: Sequence[str]) -> str:
@@ -329,9 +330,12 @@ def main(
     except KeyboardInterrupt:
         err.write("bulksync: aborted\n")
         return int(ExitStatus.INTERRUPTED)
-    except Exception as exc:  # a bug: still one line, and still no secret
+    except SystemExit:
+        raise
+    except BaseException as exc:  # a bug (polars panics are BaseException): still one line, no secret
         if args.debug:
             err.write(redact(traceback.format_exc(), secrets))
-        err.write(redact(f"bulksync: internal error: {type(exc).__name__}: {exc} (rerun with --debug "
-                         "for the traceback, and please report it)\n", secrets))
+        detail = printable(f"{type(exc).__name__}: {exc}")
+        err.write(redact(f"bulksync: internal error: {detail} (rerun with --debug for the traceback, "
+                         "and please report it)\n", secrets))
         return int(ExitStatus.ROWS_FAILED)

@@ -20,6 +20,14 @@ class BulksyncError(Exception):
 
     exit_status = ExitStatus.USAGE
 
+    def __init__(self, message: str) -> None:
+        super().__init__(printable(message))
+
+
+def printable(text: str) -> str:
+    """Escape control characters and line breaks (from file names, headers, values) to keep one line."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
 
 class ConfigError(BulksyncError):
     """Flags, environment or mapping that cannot work; nothing was sent."""

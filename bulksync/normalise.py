@@ -60,7 +60,7 @@ def normalise(source: Source, key: KeyField = "email") -> Contacts:
         )
     if key == "userId" and "userId" not in frame.columns:
         raise InputError(f"{source.path}:1: --key userId needs a userId column; add one or use --key email")
-    frame, list_reason = _expand_mailing_lists(frame)
+    frame, list_reason = _expand_mailing_lists(frame, source)
     fields = [c for c in frame.columns if not c.startswith("__")]
     types = {name: _field_type(name, kinds.get(name, "string")) for name in fields}
     frame = frame.with_columns(_clean(name, types[name]) for name in fields)
@@ -70,7 +70,7 @@ def normalise(source: Source, key: KeyField = "email") -> Contacts:
     )
     frame = frame.with_columns(_canonical_booleans(fields, types)).drop(LISTS_INVALID, strict=False)
     valid = frame.filter(pl.col(REASON).is_null())
-    rejects = frame.filter(pl.col(REASON).is_not_null()).select(ROW, KEY, REASON)
+    rejects = frame.filter(pl.col(REASON).is_not_null()).select(ROW, shortened(pl.col(KEY), 200).alias(KEY), REASON)
     valid, duplicates = _last_row_wins(valid)
     malformed = pl.DataFrame(
         {ROW: [r for r, _ in source.malformed], KEY: [None] * len(source.malformed),
@@ -79,6 +79,11 @@ def normalise(source: Source, key: KeyField = "email") -> Contacts:
     )
     rejects = pl.concat([rejects.cast({ROW: pl.UInt32}), duplicates.cast({ROW: pl.UInt32}), malformed]).sort(ROW)
     return Contacts(frame=valid.drop(REASON), types=types, rejects=rejects)
+
+
+def message(*parts: str | pl.Expr) -> pl.Expr:
+    """A per-row message from literal text and column values (field names may hold any character)."""
+    return pl.concat_str([pl.lit(part) if isinstance(part, str) else part.cast(pl.String) for part in parts])
 
 
 def _field_names(source: Source) -> dict[str, str]:
@@ -113,7 +118,7 @@ def _field_type(name: str, kind: str) -> str:
     return {"number": "number", "boolean": "boolean"}.get(kind, "string")
 
 
-def _expand_mailing_lists(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.Expr | None]:
+def _expand_mailing_lists(frame: pl.DataFrame, source: Source) -> tuple[pl.DataFrame, pl.Expr | None]:
     """Split a ``mailingLists`` JSON column into one ``mailingLists.<id>`` column per list."""
     if MAILING_LISTS not in frame.columns:
         return frame, None
@@ -126,9 +131,13 @@ def _expand_mailing_lists(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.Expr | 
         for list_id, member in (parsed or {}).items():
             per_list.setdefault(list_id, [None] * len(values))[index] = member
     new_columns = {list_field(list_id): column for list_id, column in per_list.items()}
-    clash = set(new_columns) & set(frame.columns)
+    clash = sorted(set(new_columns) & set(frame.columns))
     if clash:
-        raise InputError(f"list {sorted(clash)[0]!r} is given both in the mailingLists column and its own column")
+        first = next(i for i, member in enumerate(new_columns[clash[0]]) if member is not None)
+        raise InputError(
+            f"{source.path}:{source.line_of(frame[ROW][first])}: list {clash[0]!r} is given both in the "
+            "mailingLists column and its own column; give it in one place"
+        )
     frame = frame.drop(MAILING_LISTS).with_columns(
         pl.Series(LISTS_INVALID, invalid, dtype=pl.Boolean),
         *(pl.Series(name, column, dtype=pl.String) for name, column in new_columns.items()),
@@ -180,8 +189,9 @@ def _reason(fields: list[str], types: dict[str, str], key: KeyField, list_reason
     """The first reason a row cannot be sent, or null. Order: identity first, then values."""
     checks: list[pl.Expr] = [
         pl.when(pl.col("email").is_null()).then(pl.lit("missing email")),
+        _too_long("email"),
         pl.when(~pl.col("email").str.contains(EMAIL_PATTERN)).then(
-            pl.format("invalid email syntax: {}", pl.col("email"))
+            message("invalid email syntax: ", shortened(pl.col("email")))
         ),
     ]
     if key == "userId":
@@ -196,7 +206,7 @@ def _reason(fields: list[str], types: dict[str, str], key: KeyField, list_reason
             words = sorted(TRUE_WORDS | FALSE_WORDS)
             checks.append(
                 pl.when(pl.col(name).is_not_null() & ~pl.col(name).is_in(words)).then(
-                    pl.format(f"invalid {name} value '{{}}' (use true/false/yes/no/1/0)", pl.col(name))
+                    message(f"invalid {name} value '", pl.col(name), "' (use true/false/yes/no/1/0)")
                 )
             )
         checks.append(
@@ -204,15 +214,20 @@ def _reason(fields: list[str], types: dict[str, str], key: KeyField, list_reason
                 pl.lit(f"{name} contains a NUL character; remove it from the source")
             )
         )
-        checks.append(
-            pl.when(pl.col(name).str.len_chars() > MAX_STRING_CHARS).then(
-                pl.format(
-                    f"{name} is {{}} characters long; Loops accepts at most {MAX_STRING_CHARS}",
-                    pl.col(name).str.len_chars(),
-                )
-            )
-        )
+        checks.append(_too_long(name))
     return pl.coalesce(checks)
+
+
+def _too_long(name: str) -> pl.Expr:
+    length = pl.col(name).str.len_chars()
+    return pl.when(length > MAX_STRING_CHARS).then(
+        message(f"{name} is ", length, f" characters long; Loops accepts at most {MAX_STRING_CHARS}")
+    )
+
+
+def shortened(value: pl.Expr, limit: int = 80) -> pl.Expr:
+    """A value cut to ``limit`` characters for a message (a 10 MB cell must not become a 10 MB line)."""
+    return pl.when(value.str.len_chars() > limit).then(value.str.slice(0, limit) + "...").otherwise(value)
 
 
 def _last_row_wins(valid: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -223,6 +238,6 @@ def _last_row_wins(valid: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         return valid, pl.DataFrame(schema={ROW: pl.UInt32, KEY: pl.String, REASON: pl.String})
     losers = valid.filter(~is_last).select(ROW, KEY)
     duplicates = losers.join(winners.select(KEY, pl.col(ROW).alias("__winner")), on=KEY).select(
-        ROW, KEY, pl.format("duplicate of row {} (the last row for a contact wins)", pl.col("__winner")).alias(REASON)
+        ROW, KEY, message("duplicate of row ", pl.col("__winner"), " (the last row for a contact wins)").alias(REASON)
     )
     return winners, duplicates

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import json
+import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +23,7 @@ import polars as pl
 from bulksync.errors import InputError
 
 ROW = "__row"
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 JSONL_CHUNK_LINES = 50_000
 
 # The kinds a JSONL value can have; CSV values are all "string".
@@ -34,7 +38,11 @@ class Source:
     frame: pl.DataFrame
     kinds: dict[str, ValueKind] = field(default_factory=dict)
     malformed: list[tuple[int, str]] = field(default_factory=list)
+    header_lines: int = 0
 
+    def line_of(self, row: int) -> int:
+        """The line a record starts on, assuming no quoted line breaks before it."""
+        return row + self.header_lines
     @property
     def columns(self) -> list[str]:
         return [c for c in self.frame.columns if c != ROW]
@@ -78,13 +86,13 @@ def _decode(path: Path, data: bytes, encoding: str) -> str:
     except LookupError:
         raise InputError(f"unknown --encoding {encoding!r}; use a Python codec name such as latin-1") from None
     except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
+        line = len(_LINE_BREAK.findall(data, 0, exc.start)) + 1
         raise InputError(
             f"{path}:{line}: byte 0x{data[exc.start]:02x} is not valid {encoding}; "
             "pass the file's encoding, e.g. --encoding latin-1 or --encoding cp1252"
         ) from None
-    if "\n" not in text and "\r" in text:  # classic Mac line ends: polars only splits on \n
-        text = text.replace("\r", "\n")
+    if "\r" in text:  # CRLF, classic Mac CR, or a mix: polars only splits on \n (universal newlines)
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     return text
 
 
@@ -106,24 +114,62 @@ def _read_csv(path: Path, text: str, delimiter: str | None) -> Source:
         raise InputError(f"{path}: the file is empty; expected a header line such as 'email,firstName'")
     header_line = text.split("\n", 1)[0]
     separator = delimiter or sniff_delimiter(header_line)
-    _check_header(path, header_line, separator)
+    width = _check_header(path, header_line, separator)
+    data = text.encode("utf-8")
+    malformed: list[tuple[int, str]] = []
     try:
-        frame = pl.read_csv(
-            text.encode("utf-8"),
-            infer_schema=False,
-            separator=separator,
-            quote_char='"',
-            raise_if_empty=False,
-        )
+        frame = _polars_csv(data, separator, ragged=False)
     except pl.exceptions.PolarsError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: not a readable CSV file ({first}); check quoting and column counts") from None
+        # Polars refuses a file with rows longer than the header; find them, reject them, read the rest.
+        malformed = _ragged_records(text, separator, width)
+        if not malformed:
+            raise _unreadable(path, exc) from None
+        try:
+            frame = _polars_csv(data, separator, ragged=True)
+        except pl.exceptions.PolarsError as again:
+            raise _unreadable(path, again) from None
+    garbled = next((name for name in frame.columns if not name.isprintable()), None)
+    if garbled is not None:
+        raise InputError(f"{path}:1: column name {garbled!r} holds a control character or line break; rename it")
     frame = frame.with_row_index(ROW, offset=1)
-    return Source(path=path, frame=frame, kinds={c: "string" for c in frame.columns if c != ROW})
+    if malformed:
+        frame = frame.filter(~pl.col(ROW).is_in([row for row, _ in malformed]))
+    kinds = {c: "string" for c in frame.columns if c != ROW}
+    return Source(path=path, frame=frame, kinds=kinds, malformed=malformed, header_lines=1)
 
 
-def _check_header(path: Path, header_line: str, separator: str) -> None:
-    names = next(csv.reader([header_line], delimiter=separator), [])
+def _unreadable(path: Path, exc: Exception) -> InputError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return InputError(f"{path}: not a readable CSV file ({first}); check quoting and column counts")
+
+
+def _polars_csv(data: bytes, separator: str, ragged: bool) -> pl.DataFrame:
+    return pl.read_csv(
+        data, infer_schema=False, separator=separator, quote_char='"', raise_if_empty=False,
+        truncate_ragged_lines=ragged,
+    )
+
+
+def _ragged_records(text: str, separator: str, width: int) -> list[tuple[int, str]]:
+    """Records with more fields than the header, found by the csv module when polars refuses the file."""
+    try:
+        records = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
+        next(records, None)
+        return [
+            (number, f"line {records.line_num}: {len(fields)} fields but the header has {width}; "
+                     "check its quoting and separators")
+            for number, fields in enumerate(records, start=1)
+            if len(fields) > width
+        ]
+    except csv.Error:
+        return []
+
+
+def _check_header(path: Path, header_line: str, separator: str) -> int:
+    try:
+        names = next(csv.reader([header_line.rstrip("\r")], delimiter=separator), [])
+    except csv.Error as exc:
+        raise InputError(f"{path}:1: the header line is not valid CSV ({exc}); check the file's first line") from None
     seen: set[str] = set()
     for name in names:
         clean = name.strip()
@@ -134,6 +180,7 @@ def _check_header(path: Path, header_line: str, separator: str) -> None:
         if clean in seen:
             raise InputError(f"{path}:1: column {clean!r} appears twice in the header; rename or drop one")
         seen.add(clean)
+    return len(names)
 
 
 def _read_jsonl(path: Path, text: str) -> Source:
@@ -143,6 +190,8 @@ def _read_jsonl(path: Path, text: str) -> Source:
         pl.DataFrame(columns, schema={ROW: pl.UInt32, **{c: pl.String for c in columns if c != ROW}})
         for columns in _jsonl_chunks(text, malformed, kinds)
     ]
+    if not chunks and not malformed:
+        raise InputError(f"{path}: the file is empty; expected one JSON object per line, such as {{\"email\": ...}}")
     frame = pl.concat(chunks, how="diagonal") if chunks else pl.DataFrame(schema={ROW: pl.UInt32})
     resolved = {c: (next(iter(k)) if len(k) == 1 else "string") for c, k in kinds.items()}
     return Source(path=path, frame=frame, kinds=resolved, malformed=malformed)
@@ -157,7 +206,10 @@ def _jsonl_chunks(
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line, object_pairs_hook=_unique_keys)
+        except _DuplicateKey as exc:
+            malformed.append((number, f"key {exc.args[0]!r} appears twice in the object; keep one"))
+            continue
         except json.JSONDecodeError as exc:
             malformed.append((number, f"malformed JSON at column {exc.colno}: {exc.msg}"))
             continue
@@ -167,6 +219,10 @@ def _jsonl_chunks(
         reserved = next((name for name in record if name.startswith("__")), None)
         if reserved is not None:
             malformed.append((number, f"key {reserved!r} is reserved (starts with __); rename it"))
+            continue
+        garbled = next((name for name in record if not name.isprintable()), None)
+        if garbled is not None:
+            malformed.append((number, f"key {garbled!r} holds a control character; rename it"))
             continue
         size = len(columns[ROW])
         columns[ROW].append(number)
@@ -182,6 +238,18 @@ def _jsonl_chunks(
             columns = {ROW: []}
     if columns[ROW]:
         yield _padded(columns)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        counts = Counter(key for key, _ in pairs)
+        raise _DuplicateKey(next(key for key, count in counts.items() if count > 1))
+    return record
 
 
 def _padded(columns: dict[str, list[Any]]) -> dict[str, list[Any]]:

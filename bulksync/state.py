@@ -91,8 +91,10 @@ class StateStore:
             if version != SCHEMA_VERSION:
                 raise sqlite3.DatabaseError(f"schema version {version!r}; run a sync once to upgrade it")
             return
-        self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        if tables and version == SCHEMA_VERSION:
+            return  # ours and current: opening it writes nothing (a refused run leaves it byte for byte)
+        self._db.execute("PRAGMA journal_mode=WAL")  # persistent: set once, when the file is made
         with self.transaction():
             if not tables:
                 for statement in _SCHEMA:

@@ -321,7 +321,10 @@ def test_a_list_in_both_the_json_column_and_its_own_column_is_an_error() -> None
         {"email": ["ada@example.com"], "mailingLists": ['{"news": true}'], "mailingLists.news": ["yes"]}
     )
 
-    assert message == "list 'mailingLists.news' is given both in the mailingLists column and its own column"
+    assert message == (
+        "people.csv:1: list 'mailingLists.news' is given both in the mailingLists column and its own column; "
+        "give it in one place"
+    )
 
 
 # -- key userId ------------------------------------------------------------------------------------

@@ -201,8 +201,17 @@ def test_bad_header_is_an_input_error(tmp_path: Path, header: str, message: str)
     assert input_error(path) == f"{path}:1: {message}"
 
 
-def test_a_row_with_too_many_fields_is_an_input_error(tmp_path: Path) -> None:
-    path = write(tmp_path, "wide.csv", "email,name\nada@example.com,Ada,extra\n")
+def test_a_row_with_too_many_fields_is_rejected_alone_naming_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "wide.csv", "email,name\nada@example.com,Ada,extra\ngrace@example.com,Grace\n")
+
+    source = read_source(path)
+
+    assert source.malformed == [(1, "line 2: 3 fields but the header has 2; check its quoting and separators")]
+    assert source.frame.rows() == [(2, "grace@example.com", "Grace")]
+
+
+def test_an_unparseable_csv_is_an_input_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "broken.csv", 'email,name\n"ada@example.com,Ada\n')
 
     message = input_error(path)
 
@@ -336,12 +345,12 @@ def test_reserved_jsonl_key_is_reported(tmp_path: Path) -> None:
     assert source.malformed == [(1, "key '__row' is reserved (starts with __); rename it")]
 
 
-def test_empty_jsonl_gives_an_empty_frame(tmp_path: Path) -> None:
-    source = read_source(write(tmp_path, "empty.jsonl", "\n\n"))
+def test_empty_jsonl_is_an_input_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "empty.jsonl", "\n\n")
 
-    assert source.frame.height == 0
-    assert source.columns == []
-    assert source.malformed == []
+    assert input_error(path) == (
+        f'{path}: the file is empty; expected one JSON object per line, such as {{"email": ...}}'
+    )
 
 
 def test_jsonl_columns_first_seen_in_later_chunks_are_padded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
