@@ -58,7 +58,7 @@ def plan_speed(rows: int) -> dict[str, float | int]:
             "unchanged": summary["unchanged"]}
 
 
-def push_efficiency(changes: int, rate_limit: float, latency_ms: float = 0.0, jitter_ms: float = 0.0,
+def push_efficiency(changes: int, rate_limit: float, *, latency_ms: float = 0.0, jitter_ms: float = 0.0,
                     concurrency: int = 4, create_via: str = "create") -> dict[str, float | int]:
     """Push ``changes`` new contacts into an emulator limited to ``rate_limit`` (0: unlimited)."""
     folder = WORK / f"push-{changes}-{rate_limit:g}-{latency_ms:g}"
@@ -70,10 +70,11 @@ def push_efficiency(changes: int, rate_limit: float, latency_ms: float = 0.0, ji
     with EmulatorServer(emulator) as server:
         env = {**os.environ, "LOOPS_API_KEY": "bench-key", "LOOPS_BASE_URL": server.url}
         client_rate = rate_limit if rate_limit > 0 else 100_000
-        wall, rss, _ = measure([
+        wall, _, _ = measure([
             sys.executable, "-m", "bulksync", "sync", str(source), "--state", str(state),
             "--report", str(folder / "report.csv"), "--summary-json", str(folder / "summary.json"),
             "--rate-limit", f"{client_rate:g}", "--concurrency", str(concurrency), "--create-via", create_via,
+            "--create-properties",
         ], env=env)
         stats = emulator.stats()
     summary = json.loads((folder / "summary.json").read_text())

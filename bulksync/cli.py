@@ -17,12 +17,16 @@ from types import FrameType
 from typing import TextIO
 
 from bulksync import __version__
+from bulksync.check import render_check, run_check
 from bulksync.config import DEFAULT_BASE_URL, DEFAULT_STATE_PATH, DeleteLimit, HttpConfig, SyncConfig
+from bulksync.connection import Connection, Runtime
 from bulksync.emulator import cli as emulator_cli
 from bulksync.errors import BulksyncError, ExitStatus, StateError, printable
+from bulksync.mapping import PRESETS
+from bulksync.read import read_source
 from bulksync.report import describe_change, render_summary
 from bulksync.state import StateStore
-from bulksync.sync import Runtime, SyncResult, apply_plan, record_baseline, run_sync
+from bulksync.sync import SyncResult, apply_plan, check_credentials, mapping_spec, record_baseline, run_sync
 
 log = logging.getLogger("bulksync")
 Command = Callable[[argparse.Namespace, TextIO, TextIO], int]
@@ -60,6 +64,22 @@ def _add_state_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state", type=Path, default=DEFAULT_STATE_PATH, help="state file (default: %(default)s)")
 
 
+def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", type=Path, metavar="SOURCE", help=".csv, .tsv, .jsonl or .ndjson, optionally .gz")
+    parser.add_argument("--mapping", type=Path, metavar="FILE.toml", help="map the source's columns (see README)")
+    parser.add_argument("--preset", metavar="NAME", help=f"a built-in mapping: {', '.join(PRESETS)}")
+    parser.add_argument("--delimiter", type=_delimiter, metavar="CHAR",
+                        help="CSV separator (default: detected from the header among , ; and tab)")
+    parser.add_argument("--encoding", default="utf-8", help="source text encoding (default: utf-8)")
+
+
+def _delimiter(text: str) -> str:
+    text = {"\\t": "\t", "tab": "\t"}.get(text, text)
+    if len(text) != 1:
+        raise argparse.ArgumentTypeError(f"expected one character such as ';' or 'tab', got {text!r}")
+    return text
+
+
 def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", type=Path, help="per-row CSV report (default: bulksync-report-<UTC time>.csv)")
     parser.add_argument("--summary-json", type=Path, help="write the run's counts as JSON here")
@@ -89,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sync = commands.add_parser("sync", help="sync a CSV/JSONL file into Loops")
-    sync.add_argument("source", type=Path, metavar="SOURCE", help=".csv, .tsv, .jsonl or .ndjson, optionally .gz")
+    _add_source_arguments(sync)
     sync.add_argument("--dry-run", action="store_true", help="plan and report, send no write, leave state alone")
     sync.add_argument("--plan", type=Path, metavar="PATH", help="with --dry-run: write the full plan as JSONL")
     _add_state_argument(sync)
@@ -101,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--keep-empty", action="store_true", help="empty cells leave Loops' value alone")
     sync.add_argument("--resubscribe", action="store_true",
                       help="send subscribed=true to existing contacts (re-subscribes people)")
-    sync.add_argument("--encoding", default="utf-8", help="source text encoding (default: utf-8)")
+    sync.add_argument("--create-properties", action="store_true",
+                      help="create the custom properties the source needs that Loops does not have yet")
     _add_push_arguments(sync)
     sync.set_defaults(run=_run_sync)
 
@@ -114,14 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
     state = commands.add_parser("state", help="look at or prepare the state file")
     state_commands = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
     baseline = state_commands.add_parser("baseline", help="record SOURCE as already synced, sending nothing")
-    baseline.add_argument("source", type=Path, metavar="SOURCE")
+    _add_source_arguments(baseline)
     _add_state_argument(baseline)
     baseline.add_argument("--key", choices=["email", "userId"], default="email", help="what identifies a contact")
-    baseline.add_argument("--encoding", default="utf-8", help="source text encoding (default: utf-8)")
     baseline.set_defaults(run=_run_baseline)
     show = state_commands.add_parser("show", help="counts, key, last run and its outcome")
     _add_state_argument(show)
     show.set_defaults(run=_run_show)
+
+    check = commands.add_parser("check", help="preflight: would a sync of SOURCE run clean? (sends no write)")
+    _add_source_arguments(check)
+    check.add_argument("--base-url", help=f"Loops API base URL (default: $LOOPS_BASE_URL or {DEFAULT_BASE_URL})")
+    check.set_defaults(run=_run_check, rate_limit=10.0, concurrency=1, max_retries=6, timeout=30.0)
 
     emulator = commands.add_parser("emulator", help="run the bundled Loops API emulator on loopback")
     emulator_cli.add_arguments(emulator)
@@ -157,6 +182,10 @@ def sync_config(args: argparse.Namespace, environ: dict[str, str], stderr: TextI
         summary_json_path=args.summary_json,
         plan_path=args.plan if args.command == "sync" else None,
         encoding=getattr(args, "encoding", "utf-8"),
+        delimiter=getattr(args, "delimiter", None),
+        mapping_path=getattr(args, "mapping", None),
+        preset=getattr(args, "preset", None),
+        create_properties=getattr(args, "create_properties", False),
         progress=not args.no_progress and stderr.isatty(),
         create_via=args.create_via,
         http=http_config(args, environ),
@@ -203,6 +232,8 @@ def _ignore(_: object) -> None:
 
 def _finish(result: SyncResult, signals: _Signals, out: TextIO) -> int:
     out.write(render_summary(result.summary, result.report_path) + "\n")
+    for note in result.notes:
+        out.write(f"Note: {note}\n")
     if result.plan_path and result.summary.dry_run:
         out.write(f"Plan: {result.plan_path} (carry it out with: bulksync apply {result.plan_path})\n")
     if result.interrupted:
@@ -227,12 +258,24 @@ def _run_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _run_baseline(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    summary = record_baseline(args.source, args.state, args.key, args.encoding)
+    spec = mapping_spec(args.mapping, args.preset)
+    summary = record_baseline(args.source, args.state, args.key, args.encoding, spec=spec, delimiter=args.delimiter)
     out.write(
         f"Recorded {summary.unchanged:,} contacts of {args.source} as already synced in {args.state} "
         f"({summary.rejected:,} rows rejected); nothing was sent.\n"
     )
     return ExitStatus.OK
+
+
+def _run_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    http = http_config(args, dict(os.environ))
+    check_credentials(http)
+    spec = mapping_spec(args.mapping, args.preset)
+    source = read_source(args.source, args.encoding, args.delimiter)
+    with _runtime(args) as (runtime, _), Connection(http, runtime) as loops:
+        result = run_check(source, spec, loops)
+    out.write(render_check(result) + "\n")
+    return ExitStatus.OK if result.ok else ExitStatus.ROWS_FAILED
 
 
 def _run_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -79,6 +79,10 @@ class SyncConfig:
     summary_json_path: Path | None = None
     plan_path: Path | None = None
     encoding: str = "utf-8"
+    delimiter: str | None = None
+    mapping_path: Path | None = None
+    preset: str | None = None
+    create_properties: bool = False
     progress: bool = True
     create_via: CreateVia = "create"
     http: HttpConfig = field(default_factory=HttpConfig)

@@ -612,9 +612,13 @@ class _Mapper:
             frame=coerced.frame,
             kinds={name: kinds.get(name, "string") for name in coerced.frame.columns if name != ROW},
             malformed=list(self.source.malformed),
+            header_lines=self.source.header_lines,
             types=dict(self.types),
             formats=dict(self.formats),
-            rejects=coerced.rejects,
+            # Identity columns ride along so that a refused row can still be named in the report.
+            rejects=coerced.rejects.join(
+                frame.select(ROW, *(name for name in ("email", "userId") if name in frame.columns)), on=ROW, how="left"
+            ),
             invalid=coerced.invalid,
             plan=self.plan,
             unknown_lists=self.unknown_lists,

@@ -53,13 +53,7 @@ def normalise(source: Source, key: KeyField = "email") -> Contacts:
     renames = _field_names(source)
     frame = source.frame.rename(renames)
     kinds = {renames.get(c, c): kind for c, kind in source.kinds.items()}
-    if "email" not in frame.columns:
-        raise InputError(
-            f"{source.path}:1: no email column (found: {', '.join(source.columns) or 'none'}); "
-            "add an 'email' column or map one with --mapping"
-        )
-    if key == "userId" and "userId" not in frame.columns:
-        raise InputError(f"{source.path}:1: --key userId needs a userId column; add one or use --key email")
+    require_identity(source, frame.columns, key)
     frame, list_reason = _expand_mailing_lists(frame, source)
     fields = [c for c in frame.columns if not c.startswith("__")]
     types = {name: _field_type(name, kinds.get(name, "string")) for name in fields}
@@ -72,18 +66,41 @@ def normalise(source: Source, key: KeyField = "email") -> Contacts:
     valid = frame.filter(pl.col(REASON).is_null())
     rejects = frame.filter(pl.col(REASON).is_not_null()).select(ROW, shortened(pl.col(KEY), 200).alias(KEY), REASON)
     valid, duplicates = _last_row_wins(valid)
-    malformed = pl.DataFrame(
-        {ROW: [r for r, _ in source.malformed], KEY: [None] * len(source.malformed),
-         REASON: [m for _, m in source.malformed]},
-        schema={ROW: pl.UInt32, KEY: pl.String, REASON: pl.String},
-    )
-    rejects = pl.concat([rejects.cast({ROW: pl.UInt32}), duplicates.cast({ROW: pl.UInt32}), malformed]).sort(ROW)
+    earlier = [
+        pl.DataFrame(
+            {ROW: [r for r, _ in source.malformed], REASON: [m for _, m in source.malformed]},
+            schema={ROW: pl.UInt32, REASON: pl.String},
+        )
+    ]
+    keyless = pl.concat(earlier).select(ROW, pl.lit(None, dtype=pl.String).alias(KEY), REASON)
+    if source.rejects is not None:  # rows the mapping refused: named by their key when it is there
+        refused = source.rejects
+        key_value = _clean(key, "string") if key in refused.columns else pl.lit(None, dtype=pl.String)
+        keyless = pl.concat([keyless, refused.select(pl.col(ROW).cast(pl.UInt32), key_value.alias(KEY), REASON)])
+    rejects = pl.concat([rejects.cast({ROW: pl.UInt32}), duplicates.cast({ROW: pl.UInt32}), keyless]).sort(ROW)
     return Contacts(frame=valid.drop(REASON), types=types, rejects=rejects)
 
 
 def message(*parts: str | pl.Expr) -> pl.Expr:
     """A per-row message from literal text and column values (field names may hold any character)."""
     return pl.concat_str([pl.lit(part) if isinstance(part, str) else part.cast(pl.String) for part in parts])
+
+
+def field_names(source: Source) -> list[str]:
+    """The Loops names ``normalise`` gives the source's columns."""
+    renames = _field_names(source)
+    return [renames.get(column, column) for column in source.columns]
+
+
+def require_identity(source: Source, columns: list[str], key: KeyField) -> None:
+    """The file must have an email column (and a userId one under --key userId)."""
+    if "email" not in columns:
+        raise InputError(
+            f"{source.path}:1: no email column (found: {', '.join(source.columns) or 'none'}); "
+            "add an 'email' column or map one with --mapping or --preset"
+        )
+    if key == "userId" and "userId" not in columns:
+        raise InputError(f"{source.path}:1: --key userId needs a userId column; add one or use --key email")
 
 
 def _field_names(source: Source) -> dict[str, str]:
@@ -115,7 +132,7 @@ def _field_type(name: str, kind: str) -> str:
         return STANDARD_FIELDS[name]
     if is_list_field(name):
         return "boolean"
-    return {"number": "number", "boolean": "boolean"}.get(kind, "string")
+    return kind if kind in ("number", "boolean", "date") else "string"
 
 
 def _expand_mailing_lists(frame: pl.DataFrame, source: Source) -> tuple[pl.DataFrame, pl.Expr | None]:
@@ -206,7 +223,9 @@ def _reason(fields: list[str], types: dict[str, str], key: KeyField, list_reason
             words = sorted(TRUE_WORDS | FALSE_WORDS)
             checks.append(
                 pl.when(pl.col(name).is_not_null() & ~pl.col(name).is_in(words)).then(
-                    message(f"invalid {name} value '", pl.col(name), "' (use true/false/yes/no/1/0)")
+                    message(
+                        f"{name} value '", shortened(pl.col(name)), "' is not a boolean (use true/false/yes/no/1/0)"
+                    )
                 )
             )
         checks.append(

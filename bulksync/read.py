@@ -7,6 +7,7 @@ can point at it.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
@@ -39,6 +40,7 @@ class Source:
     kinds: dict[str, ValueKind] = field(default_factory=dict)
     malformed: list[tuple[int, str]] = field(default_factory=list)
     header_lines: int = 0
+    rejects: pl.DataFrame | None = None  # rows a mapping refused ("__row", "__reason"), already out of frame
 
     def line_of(self, row: int) -> int:
         """The line a record starts on, assuming no quoted line breaks before it."""
@@ -59,10 +61,10 @@ def read_source(path: Path, encoding: str = "utf-8", delimiter: str | None = Non
             f"{path}: unknown source format {fmt or '(no extension)'!r}; "
             "name the file .csv, .tsv, .jsonl or .ndjson (optionally .gz)"
         )
-    text = _decode(path, _read_bytes(path), encoding)
+    data = _utf8(path, _read_bytes(path), encoding)
     if fmt in (".jsonl", ".ndjson"):
-        return _read_jsonl(path, text)
-    return _read_csv(path, text, delimiter or ("\t" if fmt == ".tsv" else None))
+        return _read_jsonl(path, _text(path, data))
+    return _read_csv(path, data, delimiter or ("\t" if fmt == ".tsv" else None))
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -79,21 +81,40 @@ def _read_bytes(path: Path) -> bytes:
         raise InputError(f"{path}: cannot be read ({exc}); check the file is complete") from None
 
 
-def _decode(path: Path, data: bytes, encoding: str) -> str:
-    """Decode to text, dropping a UTF-8 BOM; a bad byte names its line and suggests ``--encoding``."""
+def _utf8(path: Path, data: bytes, encoding: str) -> bytes:
+    """The file as UTF-8 bytes without a BOM and with ``\n`` line ends (universal newlines).
+
+    UTF-8 input stays bytes (polars validates it while parsing, so a valid file is never decoded
+    here); another encoding is decoded and re-encoded.
+    """
+    if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
+        data = data.removeprefix(codecs.BOM_UTF8)
+    else:
+        try:
+            data = data.decode(encoding).encode("utf-8")
+        except LookupError:
+            raise InputError(f"unknown --encoding {encoding!r}; use a Python codec name such as latin-1") from None
+        except UnicodeDecodeError as exc:
+            raise _undecodable(path, data, exc, encoding) from None
+    if b"\r" in data:  # CRLF, classic Mac CR, or a mix: polars only splits on \n
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return data
+
+
+def _text(path: Path, data: bytes) -> str:
     try:
-        text = data.decode("utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding)
-    except LookupError:
-        raise InputError(f"unknown --encoding {encoding!r}; use a Python codec name such as latin-1") from None
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = len(_LINE_BREAK.findall(data, 0, exc.start)) + 1
-        raise InputError(
-            f"{path}:{line}: byte 0x{data[exc.start]:02x} is not valid {encoding}; "
-            "pass the file's encoding, e.g. --encoding latin-1 or --encoding cp1252"
-        ) from None
-    if "\r" in text:  # CRLF, classic Mac CR, or a mix: polars only splits on \n (universal newlines)
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return text
+        raise _undecodable(path, data, exc, "utf-8") from None
+
+
+def _undecodable(path: Path, data: bytes, exc: UnicodeDecodeError, encoding: str) -> InputError:
+    """A bad byte names its line (any line ends) and suggests ``--encoding``."""
+    line = len(_LINE_BREAK.findall(data, 0, exc.start)) + 1
+    return InputError(
+        f"{path}:{line}: byte 0x{data[exc.start]:02x} is not valid {encoding}; "
+        "pass the file's encoding, e.g. --encoding latin-1 or --encoding cp1252"
+    )
 
 
 def sniff_delimiter(header_line: str) -> str:
@@ -109,19 +130,19 @@ def sniff_delimiter(header_line: str) -> str:
     return best if counts[best] else ","
 
 
-def _read_csv(path: Path, text: str, delimiter: str | None) -> Source:
-    if not text.strip():
+def _read_csv(path: Path, data: bytes, delimiter: str | None) -> Source:
+    if not data.strip():
         raise InputError(f"{path}: the file is empty; expected a header line such as 'email,firstName'")
-    header_line = text.split("\n", 1)[0]
+    header_line = _text(path, data.split(b"\n", 1)[0])
     separator = delimiter or sniff_delimiter(header_line)
     width = _check_header(path, header_line, separator)
-    data = text.encode("utf-8")
     malformed: list[tuple[int, str]] = []
     try:
         frame = _polars_csv(data, separator, ragged=False)
     except pl.exceptions.PolarsError as exc:
-        # Polars refuses a file with rows longer than the header; find them, reject them, read the rest.
-        malformed = _ragged_records(text, separator, width)
+        # Polars refuses a file with rows longer than the header (or bad UTF-8, which _text names):
+        # find the long rows, reject them, read the rest.
+        malformed = _ragged_records(_text(path, data), separator, width)
         if not malformed:
             raise _unreadable(path, exc) from None
         try:

@@ -6,20 +6,19 @@ executes a plan made earlier. Both execute through the same ``_execute``.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import polars as pl
 from tqdm import tqdm
 
-from bulksync.client import LoopsClient, check_base_url
+from bulksync.account import Account, custom_fields, fetch_account, remember, remembered
+from bulksync.client import check_base_url
 from bulksync.config import DeleteLimit, HttpConfig, KeyField, SyncConfig
+from bulksync.connection import Connection, Runtime
 from bulksync.diff import (
     Action,
     Classified,
@@ -31,16 +30,25 @@ from bulksync.diff import (
     plan_delete,
     plan_updates,
 )
-from bulksync.errors import ApiError, ConfigError, DeleteGuardError, RejectedError, RetriableError, StateError
+from bulksync.errors import ConfigError, DeleteGuardError, StateError
 from bulksync.fingerprint import HASH, with_fingerprint
 from bulksync.lock import run_lock
-from bulksync.normalise import KEY, Contacts, normalise
+from bulksync.mapping import (
+    MappingSpec,
+    apply_mapping,
+    identity_mapping,
+    load_mapping,
+    load_preset,
+    merge,
+    target_problem,
+)
+from bulksync.normalise import KEY, Contacts, field_names, normalise, require_identity
 from bulksync.plan import PlanHeader, PlanWriter, read_plan
-from bulksync.push import Outcome, Pusher, push_all
-from bulksync.read import read_source
+from bulksync.push import Outcome, push_all
+from bulksync.read import Source, read_source
 from bulksync.report import ReportWriter, Summary, write_json
 from bulksync.state import Fields, StateStore, utc_now
-from bulksync.throttle import Clock, RateLimiter, Sleep
+from bulksync.throttle import Clock
 
 SLICE_ROWS = 5_000
 STATE_COMMIT_EVERY = 200
@@ -56,16 +64,7 @@ class SyncResult:
     rejects_preview: list[tuple[int | None, str | None, str]] = field(default_factory=list)
     plan_path: Path | None = None
     interrupted: bool = False
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """What a run needs from its surroundings, injectable for tests."""
-
-    transport: httpx.BaseTransport | None = None
-    clock: Clock = time.monotonic
-    sleep: Sleep = time.sleep
-    stop: threading.Event | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def default_report_path() -> Path:
@@ -78,16 +77,125 @@ def run_sync(config: SyncConfig, runtime: Runtime | None = None) -> SyncResult:
     started = runtime.clock()
     if not config.dry_run:
         check_credentials(config.http)
+    spec = mapping_spec(config.mapping_path, config.preset)
     with nullcontext() if config.dry_run else run_lock(config.state_path):
-        contacts, frame = load_contacts(config.source, config.key, config.encoding)
-        with StateStore.open(config.state_path, readonly=config.dry_run) as state:
-            return _sync(config, runtime, started=started, contacts=contacts, frame=frame, state=state)
+        source = read_source(config.source, config.encoding, config.delimiter)
+        with (
+            StateStore.open(config.state_path, readonly=config.dry_run) as state,
+            _connect(config, runtime) as loops,
+        ):
+            state.check_key(config.key)
+            contacts, frame, account = load_contacts(source, spec, config.key, state, loops)
+            notes = ensure_properties(
+                contacts, account, loops, state, create=config.create_properties, source_path=config.source
+            )
+            result = _sync(config, runtime, started=started, contacts=contacts, frame=frame, state=state, loops=loops)
+            result.notes = notes
+            return result
+
+
+def _connect(config: SyncConfig, runtime: Runtime) -> Connection | nullcontext[None]:
+    """A connection when there is a key (a dry run may have none: it then plans offline)."""
+    if not config.http.api_key:
+        return nullcontext()
+    check_base_url(config.http.base_url)
+    return Connection(config.http, runtime, config.create_via)
+
+
+def mapping_spec(mapping_path: Path | None, preset: str | None) -> MappingSpec | None:
+    """The preset, the mapping file, or both (the file's entries win)."""
+    base = load_preset(preset) if preset else None
+    override = load_mapping(mapping_path) if mapping_path else None
+    if base and override:
+        return merge(base, override)
+    return override or base
+
+
+def _mapped(source: Source, spec: MappingSpec | None, account: Account | None) -> Source:
+    if spec is not None:
+        lists = account.lists if account and spec.list_refs() else None
+        return apply_mapping(source, spec, lists, account_types=account.properties if account else None)
+    if account is not None:
+        return identity_mapping(source, account_types=account.properties)
+    return source
+
+
+def load_contacts(
+    source: Source, spec: MappingSpec | None, key: KeyField, state: StateStore, loops: Connection | None
+) -> tuple[Contacts, pl.DataFrame, Account | None]:
+    """Map (typing values as the account's properties say) and normalise; the frame carries hashes.
+
+    The account's properties and lists come from the state's remembered copy; Loops is asked
+    again only when the source names something that copy does not know.
+    """
+    account = remembered(state)
+    mapped = _mapped(source, spec, account)
+    names = field_names(mapped)
+    require_identity(mapped, names, key)  # a file that cannot work fails before any request
+    list_refs = spec.list_refs() if spec else []
+    if loops is not None and _needs_account(account, names, list_refs):
+        account = fetch_account(loops)
+        remember(state, account)
+        mapped = _mapped(source, spec, account)
+    contacts = normalise(mapped, key)
+    return contacts, with_fingerprint(contacts.frame, contacts.fields, contacts.types), account
+
+
+def _needs_account(account: Account | None, fields: list[str], list_refs: list[str]) -> bool:
+    if not custom_fields(fields) and not list_refs:
+        return False  # nothing to type, nothing to check
+    return account is None or not account.knows(fields, list_refs)
+
+
+def ensure_properties(
+    contacts: Contacts,
+    account: Account | None,
+    loops: Connection | None,
+    state: StateStore,
+    *,
+    create: bool,
+    source_path: Path,
+) -> list[str]:
+    """Custom properties the source fills must exist in Loops: create them if asked, else stop.
+
+    Returns notes for a dry run (which creates nothing).
+    """
+    if account is None:
+        return ["the account's properties are unknown (no API key): missing properties are not checked"]
+    filled = [name for name in contacts.fields if contacts.frame[name].null_count() < contacts.frame.height]
+    missing = account.missing(filled)
+    if not missing:
+        return []
+    listed = ", ".join(f"{name} ({contacts.types.get(name, 'string')})" for name in missing)
+    invalid = [problem for name in missing if (problem := target_problem(name))]
+    if invalid:
+        raise ConfigError(f"{source_path}:1: {'; '.join(invalid)}; rename the column or map it with --mapping")
+    if state.readonly:  # a dry run creates nothing
+        verb = "will be created (--create-properties)" if create else "must exist first: pass --create-properties"
+        return [f"Loops has no property {listed} yet; it {verb}"]
+    if not create:
+        raise ConfigError(
+            f"Loops has no custom property {listed} yet; nothing was sent. Run 'bulksync check' to review "
+            "the columns, or pass --create-properties to create them"
+        )
+    assert loops is not None
+    created = {name: contacts.types.get(name, "string") for name in missing}
+    for name, type_ in created.items():
+        loops.create_property(name, type_)
+    remember(state, Account({**account.properties, **created}, account.lists))
+    return [f"created property {listed}"]
 
 
 def _sync(
-    config: SyncConfig, runtime: Runtime, *, started: float, contacts: Contacts, frame: pl.DataFrame, state: StateStore
+    config: SyncConfig,
+    runtime: Runtime,
+    *,
+    started: float,
+    contacts: Contacts,
+    frame: pl.DataFrame,
+    state: StateStore,
+    loops: Connection | None,
 ) -> SyncResult:
-    state.check_key(config.key)
     known = state.hashes()
     if config.delete_missing and frame.height == 0 and known.height:
         raise DeleteGuardError(
@@ -111,9 +219,11 @@ def _sync(
             result.plan_path = plan.path if plan else None
             _preview(actions, summary, report, result, plan)
         else:
-            _execute(config, types=contacts.types, actions=actions, total=_total(classified), state=state,
-                     summary=summary, report=report, runtime=runtime, key=config.key)
-            result.interrupted = runtime.stop is not None and runtime.stop.is_set()
+            assert loops is not None
+            _execute(config, loops, types=contacts.types, actions=actions, total=_total(classified), state=state,
+                     summary=summary, report=report, key=config.key)
+            result.interrupted = runtime.should_stop()
+        summary.requests = loops.requests if loops else 0
     return result
 
 
@@ -124,15 +234,15 @@ def apply_plan(plan_path: Path, config: SyncConfig, runtime: Runtime | None = No
     check_credentials(config.http)
     header, actions = read_plan(plan_path)
     state_path = Path(header.state)
-    with run_lock(state_path), StateStore.open(state_path) as state:
+    with run_lock(state_path), StateStore.open(state_path) as state, Connection(config.http, runtime) as loops:
         state.check_key(header.key)
         check_plan_is_current(header, actions, state)
         summary = Summary(rejected=header.rejected)
         with _outputs(config, summary, runtime.clock, started) as report:
             result = SyncResult(summary, report.path, plan_path=plan_path)
-            _execute(config, types=header.types, actions=actions, total=len(actions), state=state,
-                     summary=summary, report=report, runtime=runtime, key=header.key)
-            result.interrupted = runtime.stop is not None and runtime.stop.is_set()
+            _execute(config, loops, types=header.types, actions=actions, total=len(actions), state=state,
+                     summary=summary, report=report, key=header.key)
+            result.interrupted = runtime.should_stop()
     return result
 
 
@@ -170,19 +280,23 @@ def check_plan_is_current(header: PlanHeader, actions: list[Action], state: Stat
     )
 
 
-def load_contacts(source: Path, key: KeyField, encoding: str) -> tuple[Contacts, pl.DataFrame]:
-    """Read and normalise ``source``; the frame carries each row's content hash."""
-    contacts = normalise(read_source(source, encoding), key)
-    return contacts, with_fingerprint(contacts.frame, contacts.fields, contacts.types)
-
-
-def record_baseline(source: Path, state_path: Path, key: KeyField = "email", encoding: str = "utf-8") -> Summary:
+def record_baseline(
+    source_path: Path,
+    state_path: Path,
+    key: KeyField = "email",
+    encoding: str = "utf-8",
+    *,
+    spec: MappingSpec | None = None,
+    delimiter: str | None = None,
+) -> Summary:
     """Record ``source`` as already synced, sending nothing (for an audience already up to date)."""
-    contacts, frame = load_contacts(source, key, encoding)
-    with run_lock(state_path), StateStore.open(state_path) as state:
-        state.check_key(key)
-        state.save_frame(frame, KEY, HASH, contacts.fields)
-        state.set_meta({"key": key, "last_baseline": utc_now()})
+    with run_lock(state_path):
+        source = read_source(source_path, encoding, delimiter)
+        with StateStore.open(state_path) as state:
+            state.check_key(key)
+            contacts, frame, _ = load_contacts(source, spec, key, state, None)
+            state.save_frame(frame, KEY, HASH, contacts.fields)
+            state.set_meta({"key": key, "last_baseline": utc_now()})
     return Summary(unchanged=frame.height, rejected=contacts.rejects.height)
 
 
@@ -281,6 +395,7 @@ class _StateRecorder:
 
 def _execute(
     config: SyncConfig,
+    loops: Connection,
     *,
     types: dict[str, str],
     actions: Iterable[Action],
@@ -288,23 +403,11 @@ def _execute(
     state: StateStore,
     summary: Summary,
     report: ReportWriter,
-    runtime: Runtime,
     key: str,
 ) -> None:
     """Push ``actions`` to Loops, recording each confirmed one in state and every one in the report."""
-    http = config.http
-    assert http.api_key is not None
-    limiter = RateLimiter(http.rate_limit, clock=runtime.clock, sleep=runtime.sleep)
-    client = LoopsClient(
-        http.api_key, http.base_url,
-        timeout=httpx.Timeout(http.read_timeout, connect=http.connect_timeout),
-        transport=runtime.transport, max_connections=max(4, http.concurrency),
-        on_response=lambda info: limiter.on_response(*info),
-    )
-    stop = runtime.stop
-    should_stop = stop.is_set if stop else lambda: False
-    pusher = Pusher(client, limiter, types, max_retries=http.max_retries, sleep=runtime.sleep,
-                    create_via=config.create_via, should_stop=should_stop)
+    runtime = loops.runtime
+    pusher = loops.pusher(types)
     recorder = _StateRecorder(state, runtime.clock)
     progress = tqdm(total=total, unit="contact", disable=not config.progress, dynamic_ncols=True)
     state.set_meta({"key": key, "last_run_started": utc_now(), "last_run_outcome": "running"})
@@ -320,15 +423,11 @@ def _execute(
 
     outcome = "failed"
     try:
-        try:
-            pusher.check_key()  # a bad key fails here, after one request, before any write
-        except (RetriableError, RejectedError) as exc:
-            raise ApiError(f"could not check the API key: {exc}", exc.status) from None
-        push_all(actions, pusher.execute, http.concurrency, on_outcome, should_stop=should_stop)
-        outcome = "interrupted" if should_stop() else ("failed rows" if summary.failed else "ok")
+        loops.check_key()  # a bad key fails here, after one request, before any write
+        push_all(actions, pusher.execute, config.http.concurrency, on_outcome, should_stop=runtime.should_stop)
+        outcome = "interrupted" if runtime.should_stop() else ("failed rows" if summary.failed else "ok")
     finally:
         recorder.flush()
-        summary.requests = client.requests
+        summary.requests = loops.requests
         progress.close()
-        client.close()
         state.set_meta({"last_run_finished": utc_now(), "last_run_outcome": outcome})

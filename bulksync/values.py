@@ -13,7 +13,8 @@ canonical spelling per value, which ``fields.json_value`` turns into the JSON Lo
 - string: left as it is.
 
 A value that does not fit rejects its row with a reason naming the field, the value and the type.
-Nulls stay null. No Python code runs per row: each type is one polars expression.
+Nulls stay null. No Python code runs per row: each column is parsed as a whole with polars; dates
+try a short list of formats, each only on the values no earlier format could read.
 """
 
 from __future__ import annotations
@@ -253,7 +254,7 @@ def date(text: pl.Series, fmt: str | None = None) -> pl.Series:
         ("seconds", None),
         ("millis", None),
     ]
-    unreadable = pl.Series([False] * len(text))
+    unreadable = pl.Series([False] * len(text), dtype=pl.Boolean)
     # Guided rounds: the attempt that reads the first pending value is applied to every pending value,
     # so a column in one format costs one parse. Then, for what is left, every attempt in order.
     for _ in range(GUIDED_ROUNDS):

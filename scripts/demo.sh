@@ -20,7 +20,7 @@ run() {
     echo "\$ bulksync $*"
     bulksync "$@"
 }
-run sync sample_data/contacts.csv --state "$work/state.db" --report "$work/first-run.csv"
+run sync sample_data/contacts.csv --state "$work/state.db" --report "$work/first-run.csv" --create-properties
 echo
 echo "First lines of the report ($work/first-run.csv):"
 head -n 6 "$work/first-run.csv"

@@ -62,10 +62,13 @@ def cli(workdir: Path, monkeypatch: pytest.MonkeyPatch, loops: EmulatorServer) -
     monkeypatch.setenv("LOOPS_API_KEY", API_KEY)
     monkeypatch.setenv("LOOPS_BASE_URL", loops.url)
 
-    def run(*args: str, report: bool = True, sleep: Any = None) -> CliResult:
+    def run(*args: str, report: bool = True, sleep: Any = None, create_properties: bool = True) -> CliResult:
+        """``create_properties``: custom columns get their Loops property made on first use."""
         argv = list(args)
         if argv and argv[0] == "sync" and report:
             argv += ["--report", "report.csv", "--summary-json", "summary.json"]
+        if argv and argv[0] == "sync" and create_properties and "--dry-run" not in argv:
+            argv += ["--create-properties"]
         if argv and argv[0] == "sync" and "--rate-limit" not in argv:
             argv += ["--rate-limit", "1000"]
         out, err = io.StringIO(), io.StringIO()

@@ -194,3 +194,15 @@ def test_a_refused_key_stops_the_check(tmp_path: Path, emu: LoopsEmulator) -> No
     with LoopsClient("wrong", "https://loops.test/api", transport=emu.transport()) as loops, pytest.raises(AuthError):
         check(tmp_path, "email\na@x.io\n", None, loops)
     assert [entry["path"] for entry in emu.request_log()] == ["/v1/api-key"]
+
+
+def test_the_docs_show_real_output(emu: LoopsEmulator, client: LoopsClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = Path(__file__).resolve().parent.parent / "docs" / "mapping.md"
+    relative = "sample_data/exports/mailchimp/subscribed_members_export_8d1f2a9c3e.csv"
+    command = f"$ bulksync check {relative} --preset mailchimp\n"
+    shown = docs.read_text(encoding="utf-8").split(command, 1)[1].split("```", 1)[0]
+    for name, type_ in [("memberRating", "number"), ("tags", "string"), ("subscribedAt", "date")]:
+        emu.add_property(name, type_)
+    monkeypatch.chdir(docs.parent.parent)
+    source = read_source(Path(relative))
+    assert render_check(run_check(source, load_preset("mailchimp"), client)) == shown

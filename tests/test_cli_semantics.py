@@ -339,6 +339,8 @@ def test_damaged_plan_is_a_one_line_error(cli: Any, workdir: Path) -> None:
 
 
 def test_baseline_then_unchanged_source_sends_nothing(cli: Any, emulator: LoopsEmulator, workdir: Path) -> None:
+    for name in ("plan", "zip", "signupDate"):  # the audience is already in Loops, properties and all
+        emulator.add_property(name, "string")
     baseline = cli("state", "baseline", "contacts.csv", "--state", "s.db")
     assert baseline.status == 0
     assert baseline.out == (
@@ -349,7 +351,12 @@ def test_baseline_then_unchanged_source_sends_nothing(cli: Any, emulator: LoopsE
     result = cli("sync", "contacts.csv", "--state", "s.db")
 
     assert result.summary()["unchanged"] == 47
-    assert emulator.stats()["requests"] == 1  # the key check
+    assert writes(emulator) == []
+    # The key check, then the account's properties and lists, read once and remembered in the state.
+    assert [f"{r['method']} {r['path']}" for r in emulator.request_log()] == [
+        "GET /v1/api-key", "GET /v1/contacts/properties", "GET /v1/lists"
+    ]
+    assert cli("sync", "contacts.csv", "--state", "s.db").summary()["requests"] == 1
     since = len(emulator.request_log())
     changed = cli("sync", "contacts_changed.csv", "--state", "s.db")
     assert changed.summary()["updated"] == 5

@@ -47,9 +47,15 @@ def test_first_sync_creates_every_valid_contact_as_in_the_file(cli: Any, emulato
     assert_matches_source(emulator, SAMPLE_DATA / "contacts.csv")
     assert result.summary() == {
         "created": 47, "updated": 0, "deleted": 0, "unchanged": 0, "rejected": 5, "failed": 0,
-        "requests": 48, "dry_run": False, "duration_s": result.summary()["duration_s"],
+        "requests": 53, "dry_run": False, "duration_s": result.summary()["duration_s"],
     }
-    assert emulator.stats()["by_endpoint"] == {"GET /v1/api-key": 1, "POST /v1/contacts/create": 47}
+    assert emulator.stats()["by_endpoint"] == {
+        "GET /v1/api-key": 1,
+        "GET /v1/contacts/properties": 1,  # the account is read once, then remembered in the state
+        "GET /v1/lists": 1,
+        "POST /v1/contacts/properties": 3,  # plan, zip, signupDate, with --create-properties
+        "POST /v1/contacts/create": 47,
+    }
     assert "Sync finished" in result.out and "report.csv" in result.out
     assert result.err == ""  # no progress bar off a terminal, no warnings
 
@@ -198,7 +204,7 @@ def test_each_rejection_reason_is_reported_with_its_row(cli: Any, emulator: Loop
         ("22", "", "failed", "missing email"),
         ("23", "not-an-email", "failed", "invalid email syntax: not-an-email"),
         ("44", "long.bio@example.com", "failed", "firstName is 499 characters long; Loops accepts at most 498"),
-        ("45", "maybe@example.com", "failed", "invalid subscribed value 'maybe' (use true/false/yes/no/1/0)"),
+        ("45", "maybe@example.com", "failed", "subscribed value 'maybe' is not a boolean (use true/false/yes/no/1/0)"),
     ]
     assert emulator.contact("ada.lovelace@example.com")["firstName"] == "Ada"  # type: ignore[index]
 
@@ -225,30 +231,30 @@ def test_missing_email_column_is_a_one_line_error(cli: Any, workdir: Path, emula
     assert result.status == 2
     assert result.err == (
         "bulksync: error: people.csv:1: no email column (found: name, plan); "
-        "add an 'email' column or map one with --mapping\n"
+        "add an 'email' column or map one with --mapping or --preset\n"
     )
     assert emulator.stats()["requests"] == 0
 
 
 def test_state_records_only_confirmed_writes(cli: Any, emulator: LoopsEmulator, workdir: Path) -> None:
+    (workdir / "first.csv").write_text("\n".join((workdir / "contacts.csv").read_text().splitlines()[:2]) + "\n")
+    assert cli("sync", "first.csv", "--state", "state.db").status == 0  # properties made, account remembered
     emulator.configure(faults=Faults(fail_rate=0.4))
 
     result = cli("sync", "contacts.csv", "--state", "state.db", "--max-retries", "1", sleep=lambda s: None)
 
     assert result.status == 1
-    failed = [r for r in result.report() if r["action"] == "create" and r["status"] == "failed"]
+    failed = [r for r in result.report() if r["action"] in ("create", "update") and r["status"] == "failed"]
     assert failed and len(failed) == result.summary()["failed"]
     assert {(r["http_status"], r["attempts"], r["error"]) for r in failed} == {
         ("500", "2", "HTTP 500: Internal server error")
     }
     in_state = {key for key, _ in StateStore.open(workdir / "state.db", readonly=True).contacts()}
     assert in_state == set(by_email(emulator))
-    assert len(in_state) == 47 - len(failed)
-
     emulator.configure(faults=Faults())
     retry = cli("sync", "contacts.csv", "--state", "state.db")
     assert retry.status == 0
-    assert retry.summary()["created"] == len(failed)
+    assert retry.summary()["created"] + retry.summary()["updated"] == len(failed)
     assert_matches_source(emulator, SAMPLE_DATA / "contacts.csv")
 
 

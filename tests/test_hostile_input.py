@@ -406,7 +406,7 @@ def test_a_10_mb_field_rejects_its_row_and_the_rest_syncs_in_bounded_memory(
         "alan@example.com,Alan,\n"
     )
 
-    result = run_process(loops, workdir, "sync", "big.csv", "--state", "state.db")
+    result = run_process(loops, workdir, "sync", "big.csv", "--state", "state.db", "--create-properties")
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
     assert (result.status, result.err) == (0, "")

@@ -410,7 +410,9 @@ values = { active = "", cancelled = false, " Opted In " = true }
          "subscribed": "false"},
         {"__row": 3, "email": "c@x.io", "firstName": "Cher", "lastName": None, "tags": None, "subscribed": "true"},
     ]
-    assert result.rejects.rows() == [(4, "subscribed value 'weird' is not a boolean (use true/false/yes/no/1/0)")]
+    assert result.rejects.select("__row", "__reason").rows() == [
+        (4, "subscribed value 'weird' is not a boolean (use true/false/yes/no/1/0)")
+    ]
 
 
 def test_typed_columns_constants_and_rejects(tmp_path: Path) -> None:
@@ -436,7 +438,7 @@ vip = false
     csv = "email,Seats,Joined,zip,plan\na@x.io,007,31/12/2020,02134,pro\nb@x.io,three,31/31/2020,02135,free\n"
     result = mapped(tmp_path, csv, spec, account_types={"plan": "number", "seats": "string"})
     assert rows(result) == []  # plan is a number in the account: 'pro' does not fit
-    assert result.rejects.rows() == [
+    assert result.rejects.select("__row", "__reason").rows() == [
         (1, "plan value 'pro' is not a number"),
         (2, "seats value 'three' is not a number; signupDate value '31/31/2020' is not a date (expected %d/%m/%Y); "
             "plan value 'free' is not a number"),
@@ -560,3 +562,9 @@ def test_malformed_jsonl_lines_are_carried_over(tmp_path: Path) -> None:
     result = apply_mapping(read_source(path), MappingSpec())
     assert result.malformed == [(2, "malformed JSON at column 1: Expecting value")]
     assert isinstance(result.frame, pl.DataFrame)
+
+
+def test_a_header_only_export_maps_to_no_rows(tmp_path: Path) -> None:
+    result = mapped(tmp_path, "Email Address,OPTIN_TIME,MEMBER_RATING,TAGS\n", load_preset("mailchimp"))
+    assert result.frame.columns == ["__row", "email", "subscribedAt", "memberRating", "tags", "source"]
+    assert result.frame.is_empty() and result.rejects.is_empty()

@@ -139,7 +139,7 @@ def test_invalid_subscribed_is_rejected_with_the_exact_reason(word: str) -> None
     contacts = contacts_of({"email": ["ada@example.com", "grace@example.com"], "subscribed": [word, "no"]})
 
     assert rejects(contacts) == [
-        (1, "ada@example.com", f"invalid subscribed value '{word.lower()}' (use true/false/yes/no/1/0)")
+        (1, "ada@example.com", f"subscribed value '{word.lower()}' is not a boolean (use true/false/yes/no/1/0)")
     ]
     assert [r["email"] for r in valid(contacts)] == ["grace@example.com"]
 
@@ -283,7 +283,7 @@ def test_a_list_member_that_is_not_a_yes_or_no_is_rejected() -> None:
     contacts = contacts_of({"email": ["ada@example.com"], "mailingLists": ['{"news": 2}']})
 
     assert rejects(contacts) == [
-        (1, "ada@example.com", "invalid mailingLists.news value '2' (use true/false/yes/no/1/0)")
+        (1, "ada@example.com", "mailingLists.news value '2' is not a boolean (use true/false/yes/no/1/0)")
     ]
 
 
@@ -364,7 +364,7 @@ def test_key_user_id_without_a_user_id_column_is_an_error() -> None:
 
 def test_missing_email_column_is_an_error_listing_the_columns() -> None:
     assert input_error({"name": ["Ada"], "plan": ["pro"]}) == (
-        "people.csv:1: no email column (found: name, plan); add an 'email' column or map one with --mapping"
+        "people.csv:1: no email column (found: name, plan); add an 'email' column or map one with --mapping or --preset"
     )
 
 

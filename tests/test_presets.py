@@ -23,7 +23,7 @@ DATE_HINT = "(use ISO 8601 such as 2024-01-31, or set a format in the mapping)"
 def run(path: Path, preset: str, **kwargs: Any) -> tuple[dict[int, dict[str, Any]], list[tuple[int, str]]]:
     """Each mapped row's Loops request body by row number (fields without a value left out), and the rejects."""
     mapped = apply_mapping(read_source(path, **kwargs), load_preset(preset))
-    return bodies(mapped), mapped.rejects.rows()
+    return bodies(mapped), mapped.rejects.select("__row", "__reason").rows()
 
 
 def bodies(mapped: MappedSource) -> dict[int, dict[str, Any]]:
@@ -345,6 +345,10 @@ def test_normalise_takes_every_mapped_sample(
     emails = result.frame["email"].to_list()
     assert len(emails) == valid
     assert emails == [email.strip().lower() for email in emails]
-    assert result.rejects.select("__row", "__reason").rows() == [
+    rejects = result.rejects.select("__row", "__reason").rows()
+    assert [r for r in rejects if r[1].startswith("invalid email")] == [
         (row, f"invalid email syntax: {email}") for row, email in bad_emails
     ]
+    # Values that did not fit their type were refused by the mapping; normalise reports them too.
+    refused_by_mapping = mapped.rejects.select("__row", "__reason").rows()
+    assert [r for r in rejects if not r[1].startswith("invalid email")] == refused_by_mapping

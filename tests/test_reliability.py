@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def spawn(loops: EmulatorServer, workdir: Path, *args: str, key: str = API_KEY) -> subprocess.Popen[str]:
     env = {**os.environ, "LOOPS_API_KEY": key, "LOOPS_BASE_URL": loops.url, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
-        [sys.executable, "-m", "bulksync", *args], cwd=workdir, env=env, text=True,
+        [sys.executable, "-m", "bulksync", *args, "--create-properties"], cwd=workdir, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
 

@@ -185,3 +185,21 @@ def test_format_problems() -> None:
         "number format '1.234,5' is unknown; use one of decimal_comma, comma_thousands"
     )
     assert format_problem("boolean", "yes/no") == "a format applies to number and date columns only, not boolean"
+
+
+def test_dates_mixed_with_junk_first_are_all_read() -> None:
+    junk = [f"junk {i}" for i in range(10)]
+    good = ["2024-01-31", "2018-02-12 10:54:27", "2024-01-31T10:00:00+01:00", "1700000000", "2023-03-24 10:23:10 UTC"]
+    values, rejects = one_column("date", [*junk, *good, *junk[:2]])
+    assert values == [
+        "2024-01-31", "2018-02-12T10:54:27Z", "2024-01-31T09:00:00Z", "2023-11-14T22:13:20Z", "2023-03-24T10:23:10Z"
+    ]
+    assert [row for row, _ in rejects] == [*range(1, 11), 16, 17]
+
+
+def test_empty_and_all_null_columns() -> None:
+    empty = pl.DataFrame(schema={"n": pl.String, "b": pl.String, "d": pl.String})
+    out, rejects = coerce(empty, {"n": "number", "b": "boolean", "d": "date"})
+    assert out.is_empty() and rejects.is_empty()
+    out, rejects = coerce(pl.DataFrame({"n": [None, None], "d": [None, None]}), {"n": "number", "d": "date"})
+    assert out.rows() == [(1, None, None), (2, None, None)] and rejects.is_empty()

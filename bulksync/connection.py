@@ -1,0 +1,101 @@
+"""One run's link to Loops: the client, the shared rate limiter, the retry policy, the key check."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from bulksync.client import LoopsClient
+from bulksync.config import CreateVia, HttpConfig
+from bulksync.errors import ApiError, RejectedError, RetriableError
+from bulksync.mapping import property_types
+from bulksync.push import Pusher
+from bulksync.throttle import Clock, RateLimiter, Sleep
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What a run needs from its surroundings, injectable for tests."""
+
+    transport: httpx.BaseTransport | None = None
+    clock: Clock = time.monotonic
+    sleep: Sleep = time.sleep
+    stop: threading.Event | None = None
+
+    def should_stop(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+
+class Connection:
+    """Every request of a run goes through here, paced by one limiter and retried by one policy."""
+
+    def __init__(self, http: HttpConfig, runtime: Runtime, create_via: CreateVia = "create") -> None:
+        assert http.api_key is not None
+        self.http = http
+        self.runtime = runtime
+        self.create_via = create_via
+        self.limiter = RateLimiter(http.rate_limit, clock=runtime.clock, sleep=runtime.sleep)
+        self.client = LoopsClient(
+            http.api_key, http.base_url,
+            timeout=httpx.Timeout(http.read_timeout, connect=http.connect_timeout),
+            transport=runtime.transport, max_connections=max(4, http.concurrency),
+            on_response=lambda info: self.limiter.on_response(*info),
+        )
+        self._reads = self.pusher({})
+        self._team: str | None = None
+
+    def pusher(self, types: dict[str, str]) -> Pusher:
+        return Pusher(self.client, self.limiter, types, max_retries=self.http.max_retries,
+                      sleep=self.runtime.sleep, create_via=self.create_via, should_stop=self.runtime.should_stop)
+
+    def check_key(self) -> str:
+        """The team's name; asked once per run. A bad key raises AuthError after one request."""
+        if self._team is None:
+            try:
+                answer = self._reads.check_key()
+            except (RetriableError, RejectedError) as exc:
+                raise ApiError(f"could not check the API key: {exc}", exc.status) from None
+            self._team = str(answer.get("teamName") or "(unnamed team)")
+        return self._team
+
+    def read(self, what: str, request: Any) -> Any:
+        """A read-only request (properties, lists), paced and retried like the writes."""
+        self.check_key()
+        try:
+            return self._reads.call(request, what, [0])
+        except (RetriableError, RejectedError) as exc:
+            raise ApiError(f"could not read {what} from Loops: {exc}", exc.status) from None
+
+    def properties(self) -> list[dict[str, Any]]:
+        return self.read("the account's properties", self.client.properties)  # type: ignore[no-any-return]
+
+    def lists(self) -> list[dict[str, Any]]:
+        return self.read("the account's mailing lists", self.client.lists)  # type: ignore[no-any-return]
+
+    def api_key(self) -> dict[str, Any]:
+        return {"success": True, "teamName": self.check_key()}
+
+    def create_property(self, name: str, type_: str) -> None:
+        """Create a custom property; one that exists already (a retried create that went through) is fine."""
+        try:
+            self.read(f"property {name}", lambda: self.client.create_property(name, type_))
+        except ApiError:
+            if name not in property_types(self.properties()):
+                raise
+
+    @property
+    def requests(self) -> int:
+        return self.client.requests
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
