@@ -85,15 +85,17 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--summary-json", type=Path, help="write the run's counts as JSON here")
 
 
-def _add_push_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_push_arguments(parser: argparse.ArgumentParser, *, planning: bool = True) -> None:
     parser.add_argument("--rate-limit", type=_positive_float, default=10.0, metavar="RPS",
                         help="requests per second at most (default: 10, Loops' limit per team)")
     parser.add_argument("--concurrency", type=_positive_int, default=4, metavar="N",
                         help="requests in flight at most (default: 4)")
     parser.add_argument("--max-retries", type=_non_negative_int, default=6, metavar="N",
                         help="retries per request on 429, 5xx and network errors (default: 6)")
-    parser.add_argument("--create-via", choices=["create", "update"], default="create",
-                        help="endpoint for contacts new to the state (default: create, 409 falls back to update)")
+    if planning:  # a plan fixes its requests: apply takes them as they are
+        parser.add_argument("--create-via", choices=["create", "update"], default="update",
+                            help="how to write contacts new to the state: update (default: Loops' upsert, one "
+                                 "request each, never re-subscribing) or create (a 409 then falls back to update)")
     parser.add_argument("--timeout", type=_positive_float, default=30.0, metavar="SECONDS",
                         help="give up on a response after this long and retry (default: 30)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (off anyway off a terminal)")
@@ -129,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply = commands.add_parser("apply", help="carry out a plan made by 'sync --dry-run --plan'")
     apply.add_argument("plan", type=Path, metavar="PLAN", help="the plan file (JSONL)")
     _add_output_arguments(apply)
-    _add_push_arguments(apply)
+    _add_push_arguments(apply, planning=False)
     apply.set_defaults(run=_run_apply)
 
     state = commands.add_parser("state", help="look at or prepare the state file")
@@ -187,7 +189,7 @@ def sync_config(args: argparse.Namespace, environ: dict[str, str], stderr: TextI
         preset=getattr(args, "preset", None),
         create_properties=getattr(args, "create_properties", False),
         progress=not args.no_progress and stderr.isatty(),
-        create_via=args.create_via,
+        create_via=getattr(args, "create_via", "update"),
         http=http_config(args, environ),
     )
 

@@ -84,5 +84,5 @@ class SyncConfig:
     preset: str | None = None
     create_properties: bool = False
     progress: bool = True
-    create_via: CreateVia = "create"
+    create_via: CreateVia = "update"
     http: HttpConfig = field(default_factory=HttpConfig)

@@ -33,7 +33,7 @@ class Runtime:
 class Connection:
     """Every request of a run goes through here, paced by one limiter and retried by one policy."""
 
-    def __init__(self, http: HttpConfig, runtime: Runtime, create_via: CreateVia = "create") -> None:
+    def __init__(self, http: HttpConfig, runtime: Runtime, create_via: CreateVia = "update") -> None:
         assert http.api_key is not None
         self.http = http
         self.runtime = runtime

@@ -12,9 +12,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from bulksync.config import CreateVia
 from bulksync.diff import Action
 from bulksync.errors import InputError
 from bulksync.fields import payload_from_fields
+from bulksync.push import ENDPOINTS, first_request
 from bulksync.report import open_private
 
 PLAN_FORMAT = "bulksync-plan/1"
@@ -31,6 +33,7 @@ class PlanHeader:
     types: dict[str, str]
     actions: int
     rejected: int = 0
+    create_via: str = "update"
     format: str = field(default=PLAN_FORMAT)
 
 
@@ -40,6 +43,7 @@ class PlanWriter:
     def __init__(self, path: Path, header: PlanHeader) -> None:
         self.path = path
         self._types = header.types
+        self._create_via: CreateVia = "create" if header.create_via == "create" else "update"
         self._file: IO[str] = open_private(path)
         self._file.write(json.dumps(asdict(header), ensure_ascii=False) + "\n")
 
@@ -53,10 +57,17 @@ class PlanWriter:
             "withheld": action.withheld,
             "before": action.before,
             "send": action.send,
-            "payload": payload_from_fields(action.send, self._types) if action.kind != "refresh" else None,
+            "request": self._request(action),
             "changes": [[c.field, c.before, c.after] for c in action.changes],
         }
         self._file.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+    def _request(self, action: Action) -> dict[str, Any] | None:
+        """The first request the action makes, as ``apply`` will send it."""
+        if action.kind == "refresh":
+            return None
+        endpoint, sent = first_request(action, self._create_via)
+        return {"endpoint": ENDPOINTS[endpoint], "body": payload_from_fields(sent, self._types)}
 
     def close(self) -> None:
         self._file.close()

@@ -42,6 +42,21 @@ class Outcome:
     note: str | None = None
 
 
+ENDPOINTS = {"create": "POST /v1/contacts/create", "update": "PUT /v1/contacts/update",
+             "delete": "POST /v1/contacts/delete"}
+
+
+def first_request(action: Action, create_via: CreateVia) -> tuple[str, Sent]:
+    """Which endpoint an action starts with, and the fields it sends there."""
+    if action.kind == "delete":
+        return "delete", action.send
+    if action.kind == "create" and create_via == "create":
+        return "create", action.send
+    if action.kind == "create":  # Loops' upsert: a contact that exists keeps its subscription
+        return "update", without_resubscribe(action.send)
+    return "update", action.send
+
+
 def without_resubscribe(send: Mapping[str, str | None]) -> Sent:
     """An update to a contact that may exist must never carry ``subscribed: true``."""
     return {name: value for name, value in send.items() if not (name == "subscribed" and value == "true")}
@@ -58,7 +73,7 @@ class Pusher:
         *,
         max_retries: int,
         sleep: Sleep,
-        create_via: CreateVia = "create",
+        create_via: CreateVia = "update",
         should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
         self.client = client
@@ -86,22 +101,20 @@ class Pusher:
     def _run(self, action: Action, attempts: list[int]) -> tuple[Sent, int, str | None]:
         if action.kind == "refresh":
             return {}, 0, None
-        if action.kind == "delete":
-            try:
-                self._send(self.client.delete, action.send, attempts)
-            except NotFoundError:
-                return action.send, 404, "already gone from Loops"
-            return action.send, 200, None
-        if action.kind == "create" and self.create_via == "create":
-            try:
-                self._send(self.client.create, action.send, attempts)
-                return action.send, 200, None
-            except ConflictError:
-                sent = without_resubscribe(action.send)
-                self._send(self.client.update, sent, attempts)
-                return sent, 200, "already in Loops (409): updated without subscribed"
-        sent = without_resubscribe(action.send) if action.kind == "create" else action.send
-        self._send(self.client.update, sent, attempts)
+        endpoint, sent = first_request(action, self.create_via)
+        try:
+            self._send({"create": self.client.create, "update": self.client.update,
+                        "delete": self.client.delete}[endpoint], sent, attempts)
+        except NotFoundError:
+            if endpoint != "delete":
+                raise
+            return sent, 404, "already gone from Loops"
+        except ConflictError:
+            if endpoint != "create":
+                raise
+            sent = without_resubscribe(action.send)
+            self._send(self.client.update, sent, attempts)
+            return sent, 200, "already in Loops (409): updated without subscribed"
         return sent, 200, None
 
     def check_key(self) -> dict[str, Any]:

@@ -234,7 +234,11 @@ def apply_plan(plan_path: Path, config: SyncConfig, runtime: Runtime | None = No
     check_credentials(config.http)
     header, actions = read_plan(plan_path)
     state_path = Path(header.state)
-    with run_lock(state_path), StateStore.open(state_path) as state, Connection(config.http, runtime) as loops:
+    with (
+        run_lock(state_path),
+        StateStore.open(state_path) as state,
+        Connection(config.http, runtime, "create" if header.create_via == "create" else "update") as loops,
+    ):
         state.check_key(header.key)
         check_plan_is_current(header, actions, state)
         summary = Summary(rejected=header.rejected)
@@ -338,7 +342,7 @@ def _plan_writer(config: SyncConfig, state: StateStore, contacts: Contacts, tota
     header = PlanHeader(
         source=str(config.source), state=str(config.state_path.resolve()), key=config.key,
         generation=state.generation(), created_at=utc_now(), types=contacts.types, actions=total,
-        rejected=contacts.rejects.height,
+        rejected=contacts.rejects.height, create_via=config.create_via,
     )
     return PlanWriter(config.plan_path, header)
 

@@ -193,7 +193,8 @@ def _reason(name: str, type_: str, fmt: str | None) -> pl.Expr:
         hint = f" (expected {fmt})"
     else:
         hint = " (use ISO 8601 such as 2024-01-31, or set a format in the mapping)"
-    return pl.format(f"{name} value '{{}}' is not a {type_}{hint}", _shown(name))
+    # concat_str, not pl.format: a field name or a strftime format may hold braces
+    return pl.concat_str(pl.lit(f"{name} value '"), _shown(name), pl.lit(f"' is not a {type_}{hint}"))
 
 
 # -- one function per type, on cleaned text (trimmed, empty cells null) -----------------------------

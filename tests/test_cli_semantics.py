@@ -287,7 +287,10 @@ def test_plan_is_applied_exactly(cli: Any, emulator: LoopsEmulator, workdir: Pat
     assert (header["format"], header["actions"], header["key"]) == ("bulksync-plan/1", 8, "email")
     assert [a["action"] for a in actions] == ["create"] * 3 + ["update"] * 5
     grace = next(a for a in actions if a["key"] == "grace.hopper@example.com")
-    assert grace["payload"] == {"email": "grace.hopper@example.com", "lastName": "Hopper-Murray"}
+    assert grace["request"] == {
+        "endpoint": "PUT /v1/contacts/update",
+        "body": {"email": "grace.hopper@example.com", "lastName": "Hopper-Murray"},
+    }
     assert grace["changes"] == [["lastName", "Hopper", "Hopper-Murray"]]
     assert (workdir / "changes.plan").stat().st_mode & 0o777 == 0o600
 
@@ -295,7 +298,7 @@ def test_plan_is_applied_exactly(cli: Any, emulator: LoopsEmulator, workdir: Pat
     applied = cli("apply", "changes.plan", "--report", "report.csv", "--summary-json", "summary.json")
     assert applied.status == 0, applied.err
     sent = [r["json"] for r in writes(emulator, since)]
-    assert sorted(sent, key=json.dumps) == sorted((a["payload"] for a in actions), key=json.dumps)
+    assert sorted(sent, key=json.dumps) == sorted((a["request"]["body"] for a in actions), key=json.dumps)
     assert applied.summary()["created"] == 3 and applied.summary()["updated"] == 5
 
     since = len(emulator.request_log())

@@ -54,8 +54,9 @@ def test_first_sync_creates_every_valid_contact_as_in_the_file(cli: Any, emulato
         "GET /v1/contacts/properties": 1,  # the account is read once, then remembered in the state
         "GET /v1/lists": 1,
         "POST /v1/contacts/properties": 3,  # plan, zip, signupDate, with --create-properties
-        "POST /v1/contacts/create": 47,
+        "PUT /v1/contacts/update": 47,  # Loops' upsert: one request per contact, even if it exists
     }
+    assert all("subscribed" not in r["json"] or r["json"]["subscribed"] is False for r in writes(emulator))
     assert "Sync finished" in result.out and "report.csv" in result.out
     assert result.err == ""  # no progress bar off a terminal, no warnings
 
@@ -74,8 +75,10 @@ def test_rerun_sends_no_write_and_changed_file_sends_only_changes(cli: Any, emul
     changed = cli("sync", "contacts_changed.csv")
     assert changed.status == 0
     sent = writes(emulator, since)
-    updates = {r["json"]["email"]: r["json"] for r in sent if r["path"] == "/v1/contacts/update"}
-    creates = sorted(r["json"]["email"] for r in sent if r["path"] == "/v1/contacts/create")
+    assert {r["path"] for r in sent} == {"/v1/contacts/update"}
+    new = ("betty.holberton@example.com", "jean.bartik@example.com", "kathleen.booth@example.com")
+    updates = {r["json"]["email"]: r["json"] for r in sent if r["json"]["email"] not in new}
+    creates = sorted(r["json"]["email"] for r in sent if r["json"]["email"] in new)
     assert updates == {
         "grace.hopper@example.com": {"email": "grace.hopper@example.com", "lastName": "Hopper-Murray"},
         "barbara.liskov@example.com": {"email": "barbara.liskov@example.com", "plan": "free"},
@@ -94,7 +97,7 @@ def test_rerun_sends_no_write_and_changed_file_sends_only_changes(cli: Any, emul
 def test_409_on_create_falls_back_to_update_without_resubscribing(cli: Any, emulator: LoopsEmulator) -> None:
     emulator.seed([{"email": "ada.lovelace@example.com", "firstName": "Old", "subscribed": False}])
 
-    result = cli("sync", "contacts.csv")
+    result = cli("sync", "contacts.csv", "--create-via", "create")
 
     assert result.status == 0
     ada = [r for r in writes(emulator) if r["json"]["email"] == "ada.lovelace@example.com"]
@@ -268,3 +271,24 @@ def test_key_check_that_never_gets_through_stops_the_run(cli: Any, emulator: Loo
     assert last_line == "bulksync: error: could not check the API key: HTTP 500: Internal server error"
     assert "retrying the API key check after attempt 2" in result.err
     assert emulator.stats()["requests"] == 3
+
+
+def test_first_sync_into_a_populated_audience_sends_one_write_per_contact(
+    cli: Any, emulator: LoopsEmulator
+) -> None:
+    """A lost state file or a migration re-run: 80% already in Loops, some of them unsubscribed."""
+    expected = expected_contacts(SAMPLE_DATA / "contacts.csv")
+    present = sorted(expected)[: int(len(expected) * 0.8)]
+    emulator.seed([{"email": email, "subscribed": i % 3 != 0} for i, email in enumerate(present)])
+    for name in ("plan", "zip", "signupDate"):
+        emulator.add_property(name, "string")
+
+    result = cli("sync", "contacts.csv")
+
+    assert result.status == 0
+    assert len(writes(emulator)) == len(expected) == 47  # exactly one write per contact, no 409 round trips
+    assert result.summary()["requests"] == 47 + 3  # plus the key check and the account's properties and lists
+    for i, email in enumerate(present):
+        held = emulator.contact(email)
+        assert held is not None
+        assert held["subscribed"] is (i % 3 != 0 and expected[email]["subscribed"] in ("true", "yes", "1"))
