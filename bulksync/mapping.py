@@ -613,6 +613,7 @@ class _Mapper:
             kinds={name: kinds.get(name, "string") for name in coerced.frame.columns if name != ROW},
             malformed=list(self.source.malformed),
             header_lines=self.source.header_lines,
+            may_hold_nul=self.source.may_hold_nul,
             types=dict(self.types),
             formats=dict(self.formats),
             # Identity columns ride along so that a refused row can still be named in the report.

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 
 import polars as pl
+import polars_hash as plh
 
 from bulksync.config import KeyField
 from bulksync.errors import InputError
@@ -57,10 +58,10 @@ def normalise(source: Source, key: KeyField = "email") -> Contacts:
     frame, list_reason = _expand_mailing_lists(frame, source)
     fields = [c for c in frame.columns if not c.startswith("__")]
     types = {name: _field_type(name, kinds.get(name, "string")) for name in fields}
-    frame = frame.with_columns(_clean(name, types[name]) for name in fields)
+    frame = _cleaned(frame, fields, types)
     frame = frame.with_columns(
         pl.col(key).alias(KEY),
-        _reason(fields, types, key, list_reason).alias(REASON),
+        _reason(fields, types, key, list_reason, source.may_hold_nul).alias(REASON),
     )
     frame = frame.with_columns(_canonical_booleans(fields, types)).drop(LISTS_INVALID, strict=False)
     valid = frame.filter(pl.col(REASON).is_null())
@@ -75,7 +76,7 @@ def normalise(source: Source, key: KeyField = "email") -> Contacts:
     keyless = pl.concat(earlier).select(ROW, pl.lit(None, dtype=pl.String).alias(KEY), REASON)
     if source.rejects is not None:  # rows the mapping refused: named by their key when it is there
         refused = source.rejects
-        key_value = _clean(key, "string") if key in refused.columns else pl.lit(None, dtype=pl.String)
+        key_value = _trimmed(key, "string") if key in refused.columns else pl.lit(None, dtype=pl.String)
         keyless = pl.concat([keyless, refused.select(pl.col(ROW).cast(pl.UInt32), key_value.alias(KEY), REASON)])
     rejects = pl.concat([rejects.cast({ROW: pl.UInt32}), duplicates.cast({ROW: pl.UInt32}), keyless]).sort(ROW)
     return Contacts(frame=valid.drop(REASON), types=types, rejects=rejects)
@@ -183,10 +184,20 @@ def _parse_lists(text: str | None) -> dict[str, str | None] | None:
     return members
 
 
-def _clean(name: str, type_: str) -> pl.Expr:
-    """Trim; an empty cell means no value; emails compare lowercased; booleans lowercased."""
+def _cleaned(frame: pl.DataFrame, fields: list[str], types: dict[str, str]) -> pl.DataFrame:
+    """Trim; an empty cell means no value; emails compare lowercased; booleans lowercased.
+
+    Two passes, so that each column is trimmed once (an expression using the trimmed value twice
+    would trim it twice).
+    """
+    trimmed = frame.with_columns(_trimmed(name, types[name]) for name in fields)
+    return trimmed.with_columns(
+        pl.when(pl.col(name).str.len_bytes() == 0).then(None).otherwise(pl.col(name)).alias(name) for name in fields
+    )
+
+
+def _trimmed(name: str, type_: str) -> pl.Expr:
     column = pl.col(name).str.strip_chars()
-    column = pl.when(column == "").then(None).otherwise(column)
     if name == "email" or type_ == "boolean":
         column = column.str.to_lowercase()
     return column.alias(name)
@@ -202,7 +213,9 @@ def _canonical_booleans(fields: list[str], types: dict[str, str]) -> list[pl.Exp
     ]
 
 
-def _reason(fields: list[str], types: dict[str, str], key: KeyField, list_reason: pl.Expr | None) -> pl.Expr:
+def _reason(
+    fields: list[str], types: dict[str, str], key: KeyField, list_reason: pl.Expr | None, may_hold_nul: bool
+) -> pl.Expr:
     """The first reason a row cannot be sent, or null. Order: identity first, then values."""
     checks: list[pl.Expr] = [
         pl.when(pl.col("email").is_null()).then(pl.lit("missing email")),
@@ -228,11 +241,12 @@ def _reason(fields: list[str], types: dict[str, str], key: KeyField, list_reason
                     )
                 )
             )
-        checks.append(
-            pl.when(pl.col(name).str.contains("\x00", literal=True)).then(
-                pl.lit(f"{name} contains a NUL character; remove it from the source")
+        if may_hold_nul:
+            checks.append(
+                pl.when(pl.col(name).str.contains("\x00", literal=True)).then(
+                    pl.lit(f"{name} contains a NUL character; remove it from the source")
+                )
             )
-        )
         checks.append(_too_long(name))
     return pl.coalesce(checks)
 
@@ -250,13 +264,21 @@ def shortened(value: pl.Expr, limit: int = 80) -> pl.Expr:
 
 
 def _last_row_wins(valid: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Keep the last row of each key; the earlier ones become rejects pointing at the winner."""
-    is_last = pl.col(KEY).is_last_distinct()
-    winners = valid.filter(is_last)
-    if winners.height == valid.height:
-        return valid, pl.DataFrame(schema={ROW: pl.UInt32, KEY: pl.String, REASON: pl.String})
-    losers = valid.filter(~is_last).select(ROW, KEY)
-    duplicates = losers.join(winners.select(KEY, pl.col(ROW).alias("__winner")), on=KEY).select(
+    """Keep the last row of each key; the earlier ones become rejects pointing at the winner.
+
+    Rows are first screened by a 64-bit hash of their key (cheaper than comparing strings); only
+    rows whose hash repeats, true duplicates or a rare collision, are compared exactly.
+    """
+    no_duplicates = pl.DataFrame(schema={ROW: pl.UInt32, KEY: pl.String, REASON: pl.String})
+    suspects = valid.filter(plh.col(KEY).nchash.xxhash64().is_duplicated()).select(ROW, KEY)
+    if suspects.height == 0:
+        return valid, no_duplicates
+    losers = suspects.with_columns(pl.col(ROW).max().over(KEY).alias("__winner")).filter(
+        pl.col(ROW) != pl.col("__winner")
+    )
+    if losers.height == 0:
+        return valid, no_duplicates
+    duplicates = losers.select(
         ROW, KEY, message("duplicate of row ", pl.col("__winner"), " (the last row for a contact wins)").alias(REASON)
     )
-    return winners, duplicates
+    return valid.filter(~pl.col(ROW).is_in(losers[ROW].implode())), duplicates

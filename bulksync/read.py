@@ -41,6 +41,7 @@ class Source:
     malformed: list[tuple[int, str]] = field(default_factory=list)
     header_lines: int = 0
     rejects: pl.DataFrame | None = None  # rows a mapping refused ("__row", "__reason"), already out of frame
+    may_hold_nul: bool = True  # False when the file has no NUL byte: normalise then skips that check
 
     def line_of(self, row: int) -> int:
         """The line a record starts on, assuming no quoted line breaks before it."""
@@ -156,7 +157,9 @@ def _read_csv(path: Path, data: bytes, delimiter: str | None) -> Source:
     if malformed:
         frame = frame.filter(~pl.col(ROW).is_in([row for row, _ in malformed]))
     kinds = {c: "string" for c in frame.columns if c != ROW}
-    return Source(path=path, frame=frame, kinds=kinds, malformed=malformed, header_lines=1)
+    return Source(
+        path=path, frame=frame, kinds=kinds, malformed=malformed, header_lines=1, may_hold_nul=b"\x00" in data
+    )
 
 
 def _unreadable(path: Path, exc: Exception) -> InputError:

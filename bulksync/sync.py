@@ -47,13 +47,14 @@ from bulksync.plan import PlanHeader, PlanWriter, read_plan
 from bulksync.push import Outcome, push_all
 from bulksync.read import Source, read_source
 from bulksync.report import ReportWriter, Summary, write_json
-from bulksync.state import Fields, StateStore, utc_now
+from bulksync.state import STATE_HASH, Fields, StateStore, hashes_after, utc_now
 from bulksync.throttle import Clock
 
 SLICE_ROWS = 5_000
 STATE_COMMIT_EVERY = 200
 STATE_COMMIT_SECONDS = 1.0
 PREVIEW_ACTIONS = 20
+SNAPSHOT_TRACK_LIMIT = 200_000
 
 
 @dataclass
@@ -220,8 +221,10 @@ def _sync(
             _preview(actions, summary, report, result, plan)
         else:
             assert loops is not None
-            _execute(config, loops, types=contacts.types, actions=actions, total=_total(classified), state=state,
-                     summary=summary, report=report, key=config.key)
+            changes = _execute(config, loops, types=contacts.types, actions=actions, total=_total(classified),
+                               state=state, summary=summary, report=report, key=config.key)
+            if changes is not None:
+                state.save_snapshot(hashes_after(known, changes))
             result.interrupted = runtime.should_stop()
         summary.requests = loops.requests if loops else 0
     return result
@@ -299,7 +302,10 @@ def record_baseline(
         with StateStore.open(state_path) as state:
             state.check_key(key)
             contacts, frame, _ = load_contacts(source, spec, key, state, None)
+            known = state.hashes()
             state.save_frame(frame, KEY, HASH, contacts.fields)
+            recorded = frame.select(pl.col(KEY), pl.col(HASH).alias(STATE_HASH))
+            state.save_snapshot(pl.concat([known.join(recorded, on=KEY, how="anti"), recorded]))
             state.set_meta({"key": key, "last_baseline": utc_now()})
     return Summary(unchanged=frame.height, rejected=contacts.rejects.height)
 
@@ -372,6 +378,9 @@ class _StateRecorder:
         self._saves: list[tuple[str, int, Fields, bool]] = []
         self._forgets: list[str] = []
         self._last_flush = clock()
+        # Every key written and its new hash (None: forgotten), to refresh the hash snapshot at the end;
+        # a run writing very many contacts lets the next run read the database instead.
+        self.changes: dict[str, int | None] | None = {}
 
     def add(self, outcome: Outcome) -> None:
         action = outcome.action
@@ -379,13 +388,21 @@ class _StateRecorder:
             return
         if action.kind == "delete":
             self._forgets.append(action.key)
+            self._track(action.key, None)
         else:
             assert action.row_hash is not None
             after = applied(action.before, outcome.sent)
             self._saves.append((action.key, action.row_hash, after, held_back(action, outcome.sent)))
+            self._track(action.key, action.row_hash)
         pending = len(self._saves) + len(self._forgets)
         if pending >= STATE_COMMIT_EVERY or self._clock() - self._last_flush >= STATE_COMMIT_SECONDS:
             self.flush()
+
+    def _track(self, key: str, row_hash: int | None) -> None:
+        if self.changes is not None:
+            self.changes[key] = row_hash
+            if len(self.changes) > SNAPSHOT_TRACK_LIMIT:
+                self.changes = None
 
     def flush(self) -> None:
         if self._saves:
@@ -408,8 +425,11 @@ def _execute(
     summary: Summary,
     report: ReportWriter,
     key: str,
-) -> None:
-    """Push ``actions`` to Loops, recording each confirmed one in state and every one in the report."""
+) -> dict[str, int | None] | None:
+    """Push ``actions`` to Loops, recording each confirmed one in state and every one in the report.
+
+    Returns the keys whose state changed with their new hashes (None for deleted), if not too many.
+    """
     runtime = loops.runtime
     pusher = loops.pusher(types)
     recorder = _StateRecorder(state, runtime.clock)
@@ -435,3 +455,4 @@ def _execute(
         summary.requests = loops.requests
         progress.close()
         state.set_meta({"last_run_finished": utc_now(), "last_run_outcome": outcome})
+    return recorder.changes

@@ -7,6 +7,7 @@ from typing import Any
 import polars as pl
 import pytest
 
+from bulksync import diff
 from bulksync.diff import (
     Action,
     Change,
@@ -336,3 +337,18 @@ def test_applying_a_plan_gives_the_source_fields() -> None:
     assert applied(before, action.send) == {
         "email": "ada@example.com", "firstName": "Ada", "plan": "pro", "zip": "02134"
     }
+
+
+def test_classify_is_exact_even_if_every_key_hash_collided(monkeypatch: pytest.MonkeyPatch) -> None:
+    def one_hash_for_all(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.with_columns(pl.lit(7, dtype=pl.UInt64).alias("__join_key"))
+
+    monkeypatch.setattr(diff, "_hash_keyed", one_hash_for_all)
+    source = contacts((1, "a@x.io", 1), (2, "b@x.io", 5), (3, "c@x.io", 3))
+    known = state({"a@x.io": 1, "b@x.io": 2, "d@x.io": 4})
+
+    result = classify(source, known, delete_missing=True)
+
+    assert result.new[KEY].to_list() == ["c@x.io"]
+    assert result.changed[KEY].to_list() == ["b@x.io"]
+    assert (result.unchanged, result.missing) == (1, ["d@x.io"])

@@ -539,6 +539,7 @@ def test_stats_and_request_log(client: httpx.Client, emu: LoopsEmulator) -> None
         "json": {"email": "ann@example.com"},
         "status": 200,
         "dropped": False,
+        "at": 1000.0,  # the fake clock's reading when the request arrived
     }
     assert log[2]["query"] == {"email": "ann@example.com"}
     assert log[2]["json"] is None

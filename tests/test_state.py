@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from bulksync.errors import StateError
-from bulksync.state import SCHEMA_VERSION, STATE_HASH, StateStore
+from bulksync.state import SCHEMA_VERSION, STATE_HASH, StateStore, hashes_after
 
 KEY_COLUMN = "__key"
 RECOVER_HINT = "restore it from a backup or pass another --state (a new file re-sends every contact once, safely)"
@@ -374,3 +374,35 @@ def test_a_refused_file_is_left_exactly_as_it_was(tmp_path: Path, make: object) 
 
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.db"]
+
+
+# -- the hash snapshot ---------------------------------------------------------------------------------
+
+
+def test_snapshot_is_used_for_its_generation_only(path: Path, store: StateStore) -> None:
+    store.save([("a@x.io", 1, {"email": "a@x.io"}, False), ("b@x.io", 2, {"email": "b@x.io"}, False)])
+    from_db = store.hashes()
+    store.save_snapshot(from_db.with_columns(pl.lit(99, dtype=pl.Int64).alias(STATE_HASH)))  # tell them apart
+    snapshot = path.with_name(f"state.db.hashes-{store.generation()}.arrow")
+
+    assert snapshot.exists() and mode(snapshot) == 0o600
+    assert store.hashes()[STATE_HASH].to_list() == [99, 99]  # this generation: read from the snapshot
+
+    store.save([("c@x.io", 3, {"email": "c@x.io"}, False)])  # the state moves on
+    assert sorted(store.hashes()[STATE_HASH].to_list()) == [1, 2, 3]  # stale snapshot ignored
+
+
+def test_damaged_snapshot_falls_back_to_the_database(path: Path, store: StateStore) -> None:
+    store.save([("a@x.io", 1, {"email": "a@x.io"}, False)])
+    store.save_snapshot(store.hashes())
+    path.with_name(f"state.db.hashes-{store.generation()}.arrow").write_bytes(b"not arrow")
+
+    assert store.hashes()[STATE_HASH].to_list() == [1]
+
+
+def test_hashes_after_applies_saves_and_forgets() -> None:
+    known = pl.DataFrame({"__key": ["a", "b", "c"], STATE_HASH: [1, 2, 3]})
+
+    after = hashes_after(known, {"b": 20, "c": None, "d": 4})
+
+    assert sorted(after.rows()) == [("a", 1), ("b", 20), ("d", 4)]

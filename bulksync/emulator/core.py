@@ -170,6 +170,7 @@ class _TokenBucket:
 
     def __init__(self, rate: float, background_rps: float, clock: Callable[[], float]) -> None:
         self._clock = clock
+        self.now = clock
         self.rate = rate
         self.background_rps = background_rps
         self.refill()
@@ -588,6 +589,7 @@ class LoopsEmulator:
                 "json": request.body,
                 "status": response.status,
                 "dropped": response.drop,
+                "at": self._bucket.now(),  # arrival time on the emulator's clock, to measure sustained rates
             }
         )
 

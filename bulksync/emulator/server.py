@@ -61,6 +61,9 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = _IDLE_TIMEOUT_S
+    # Headers and body go out in two writes; with Nagle's algorithm on, the second waits for the
+    # client's delayed ACK (about 40 ms), which would cap a keep-alive connection at ~25 requests/s.
+    disable_nagle_algorithm = True
     server: _Server
 
     def do_GET(self) -> None:
