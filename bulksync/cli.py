@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -16,12 +17,13 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from bulksync import __version__
+from bulksync import __version__, logs
 from bulksync.check import render_check, run_check
 from bulksync.config import DEFAULT_BASE_URL, DEFAULT_STATE_PATH, DeleteLimit, HttpConfig, SyncConfig
 from bulksync.connection import Connection, Runtime
 from bulksync.emulator import cli as emulator_cli
 from bulksync.errors import BulksyncError, ExitStatus, StateError, printable
+from bulksync.logs import redact
 from bulksync.mapping import PRESETS
 from bulksync.read import read_source
 from bulksync.report import describe_change, render_summary
@@ -81,7 +83,10 @@ def _delimiter(text: str) -> str:
 
 
 def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--report", type=Path, help="per-row CSV report (default: bulksync-report-<UTC time>.csv)")
+    parser.add_argument("--report", type=Path, help="per-row report (default: bulksync-report-<UTC time>.csv)")
+    parser.add_argument("--report-dir", type=Path, metavar="DIR",
+                        help="keep a history: DIR/<UTC time>-report.csv and DIR/<UTC time>-summary.json per run")
+    parser.add_argument("--report-format", choices=["csv", "jsonl"], default="csv", help="per-row report format")
     parser.add_argument("--summary-json", type=Path, help="write the run's counts as JSON here")
 
 
@@ -102,15 +107,31 @@ def _add_push_arguments(parser: argparse.ArgumentParser, *, planning: bool = Tru
     parser.add_argument("--base-url", help=f"Loops API base URL (default: $LOOPS_BASE_URL or {DEFAULT_BASE_URL})")
 
 
+def _logging_parent() -> argparse.ArgumentParser:
+    """Logging flags, accepted before or after the command."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="also log one line per HTTP request")
+    parent.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks on errors (never the API key)")
+    parent.add_argument("--log-file", type=Path, metavar="PATH", default=argparse.SUPPRESS,
+                        help="append the log lines to this file too")
+    parent.add_argument("--log-format", choices=["text", "json"], default=argparse.SUPPRESS,
+                        help="log lines as text (default) or JSON objects")
+    return parent
+
+
 def build_parser() -> argparse.ArgumentParser:
+    logging_flags = _logging_parent()
     parser = argparse.ArgumentParser(
-        prog="bulksync", description="Keep a Loops.so audience in sync with a CSV or JSONL file of contacts."
+        prog="bulksync", description="Keep a Loops.so audience in sync with a CSV or JSONL file of contacts.",
+        parents=[logging_flags],
     )
     parser.add_argument("--version", action="version", version=f"bulksync {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_command = functools.partial(commands.add_parser, parents=[logging_flags])
 
-    sync = commands.add_parser("sync", help="sync a CSV/JSONL file into Loops")
+    sync = add_command("sync", help="sync a CSV/JSONL file into Loops")
     _add_source_arguments(sync)
     sync.add_argument("--dry-run", action="store_true", help="plan and report, send no write, leave state alone")
     sync.add_argument("--plan", type=Path, metavar="PATH", help="with --dry-run: write the full plan as JSONL")
@@ -125,32 +146,39 @@ def build_parser() -> argparse.ArgumentParser:
                       help="send subscribed=true to existing contacts (re-subscribes people)")
     sync.add_argument("--create-properties", action="store_true",
                       help="create the custom properties the source needs that Loops does not have yet")
+    sync.add_argument("--mode", choices=["upsert", "create-only", "update-only"], default="upsert",
+                      help="upsert (default): create and update; create-only: never touch an existing contact; "
+                           "update-only: only contacts bulksync synced before")
+    sync.add_argument("--limit", type=_positive_int, metavar="N",
+                      help="process only the first N valid rows (a trial run); the rest stays unsynced")
     _add_push_arguments(sync)
     sync.set_defaults(run=_run_sync)
 
-    apply = commands.add_parser("apply", help="carry out a plan made by 'sync --dry-run --plan'")
+    apply = add_command("apply", help="carry out a plan made by 'sync --dry-run --plan'")
     apply.add_argument("plan", type=Path, metavar="PLAN", help="the plan file (JSONL)")
     _add_output_arguments(apply)
     _add_push_arguments(apply, planning=False)
     apply.set_defaults(run=_run_apply)
 
-    state = commands.add_parser("state", help="look at or prepare the state file")
+    state = add_command("state", help="look at or prepare the state file")
     state_commands = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
-    baseline = state_commands.add_parser("baseline", help="record SOURCE as already synced, sending nothing")
+    baseline = state_commands.add_parser(
+        "baseline", parents=[logging_flags], help="record SOURCE as already synced, sending nothing"
+    )
     _add_source_arguments(baseline)
     _add_state_argument(baseline)
     baseline.add_argument("--key", choices=["email", "userId"], default="email", help="what identifies a contact")
     baseline.set_defaults(run=_run_baseline)
-    show = state_commands.add_parser("show", help="counts, key, last run and its outcome")
+    show = state_commands.add_parser("show", parents=[logging_flags], help="counts, key, last run and its outcome")
     _add_state_argument(show)
     show.set_defaults(run=_run_show)
 
-    check = commands.add_parser("check", help="preflight: would a sync of SOURCE run clean? (sends no write)")
+    check = add_command("check", help="preflight: would a sync of SOURCE run clean? (sends no write)")
     _add_source_arguments(check)
     check.add_argument("--base-url", help=f"Loops API base URL (default: $LOOPS_BASE_URL or {DEFAULT_BASE_URL})")
     check.set_defaults(run=_run_check, rate_limit=10.0, concurrency=1, max_retries=6, timeout=30.0)
 
-    emulator = commands.add_parser("emulator", help="run the bundled Loops API emulator on loopback")
+    emulator = add_command("emulator", help="run the bundled Loops API emulator on loopback")
     emulator_cli.add_arguments(emulator)
     emulator.set_defaults(run=lambda args, out, err: emulator_cli.run(args))
     return parser
@@ -169,8 +197,6 @@ def http_config(args: argparse.Namespace, environ: dict[str, str]) -> HttpConfig
 
 def sync_config(args: argparse.Namespace, environ: dict[str, str], stderr: TextIO) -> SyncConfig:
     """Flags and environment -> :class:`SyncConfig` (``apply`` leaves the planning flags at defaults)."""
-    if getattr(args, "plan", None) and args.command == "sync" and not args.dry_run:
-        raise BulksyncError("--plan writes a plan without sending anything: use it with --dry-run")
     return SyncConfig(
         source=getattr(args, "source", Path()),
         state_path=getattr(args, "state", DEFAULT_STATE_PATH),
@@ -182,6 +208,10 @@ def sync_config(args: argparse.Namespace, environ: dict[str, str], stderr: TextI
         max_delete=getattr(args, "max_delete", DeleteLimit()),
         report_path=args.report,
         summary_json_path=args.summary_json,
+        report_dir=args.report_dir,
+        report_format=args.report_format,
+        mode=getattr(args, "mode", "upsert"),
+        limit=getattr(args, "limit", None),
         plan_path=args.plan if args.command == "sync" else None,
         encoding=getattr(args, "encoding", "utf-8"),
         delimiter=getattr(args, "delimiter", None),
@@ -317,32 +347,6 @@ def render_preview(result: SyncResult) -> str:
     return "\n".join(printable(line) for line in lines) if lines else "No changes planned."
 
 
-def redact(text: str, secrets: Sequence[str]) -> str:
-    """Replace every secret in ``text``: the API key must never reach a terminal, log or file."""
-    for secret in secrets:
-        text = text.replace(secret, "[redacted]")
-    return text
-
-
-class _Redacting(logging.Filter):
-    def __init__(self, secrets: Sequence[str]) -> None:
-        super().__init__()
-        self._secrets = secrets
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = redact(record.getMessage(), self._secrets), ()
-        return True
-
-
-def _configure_logging(err: TextIO, debug: bool, secrets: Sequence[str]) -> None:
-    handler = logging.StreamHandler(err)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
-    handler.addFilter(_Redacting(secrets))
-    log.handlers[:] = [handler]
-    log.setLevel(logging.DEBUG if debug else logging.WARNING)
-    log.propagate = False
-
-
 def main(
     argv: Sequence[str] | None = None,
     out: TextIO | None = None,
@@ -363,12 +367,15 @@ def main(
         return int(exc.code or 0)
     args.sleep = sleep
     secrets = [key for key in (os.environ.get("LOOPS_API_KEY", "").strip(),) if key]
-    _configure_logging(err, args.debug, secrets)
+    debug, verbose = getattr(args, "debug", False), getattr(args, "verbose", False)
+    verbosity = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    logs.configure(err, level=verbosity, secrets=secrets, log_file=getattr(args, "log_file", None),
+                   fmt=getattr(args, "log_format", "text"))
     run: Command = args.run
     try:
         return int(run(args, out, err))
     except BulksyncError as exc:
-        if args.debug:
+        if getattr(args, "debug", False):
             err.write(redact(traceback.format_exc(), secrets))
         err.write(redact(f"bulksync: error: {exc}\n", secrets))
         return int(exc.exit_status)
@@ -378,7 +385,7 @@ def main(
     except SystemExit:
         raise
     except BaseException as exc:  # a bug (polars panics are BaseException): still one line, no secret
-        if args.debug:
+        if getattr(args, "debug", False):
             err.write(redact(traceback.format_exc(), secrets))
         detail = printable(f"{type(exc).__name__}: {exc}")
         err.write(redact(f"bulksync: internal error: {detail} (rerun with --debug for the traceback, "

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
@@ -21,6 +23,7 @@ from bulksync.errors import (
     RetriableError,
 )
 
+log = logging.getLogger("bulksync")
 USER_AGENT = "bulksync/0.1 (+https://github.com/bulksync)"
 MAX_MESSAGE = 300
 
@@ -124,12 +127,15 @@ class LoopsClient:
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         with self._lock:
             self._requests += 1
+        started = time.monotonic()
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
             raise RetriableError(f"timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
             raise RetriableError(f"connection failed ({type(exc).__name__}: {exc})") from None
+        log.info("%s /v1/%s -> %d in %.0f ms", method, path, response.status_code,
+                 1000 * (time.monotonic() - started), extra={"http_status": response.status_code})
         if self._on_response is not None:
             self._on_response(ResponseInfo(response.status_code, *rate_headers(response), retry_after(response)))
         raise_for_response(response)

@@ -6,11 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from bulksync.errors import ConfigError
+
 DEFAULT_BASE_URL = "https://app.loops.so/api"
 DEFAULT_STATE_PATH = Path("bulksync.state.db")
 
 KeyField = Literal["email", "userId"]
 CreateVia = Literal["create", "update"]
+Mode = Literal["upsert", "create-only", "update-only"]
 
 
 @dataclass(frozen=True)
@@ -77,12 +80,24 @@ class SyncConfig:
     max_delete: DeleteLimit = field(default_factory=DeleteLimit)
     report_path: Path | None = None
     summary_json_path: Path | None = None
+    report_dir: Path | None = None
     plan_path: Path | None = None
     encoding: str = "utf-8"
     delimiter: str | None = None
     mapping_path: Path | None = None
     preset: str | None = None
     create_properties: bool = False
+    mode: Mode = "upsert"
+    limit: int | None = None
+    report_format: Literal["csv", "jsonl"] = "csv"
     progress: bool = True
     create_via: CreateVia = "update"
     http: HttpConfig = field(default_factory=HttpConfig)
+
+    def __post_init__(self) -> None:
+        if self.delete_missing and self.mode != "upsert":
+            raise ConfigError(f"--delete-missing works with --mode upsert only, not --mode {self.mode}")
+        if self.delete_missing and self.limit is not None:
+            raise ConfigError("--limit is for trial runs and cannot be combined with --delete-missing")
+        if self.plan_path is not None and not self.dry_run:
+            raise ConfigError("--plan writes a plan without sending anything: use it with --dry-run")

@@ -48,9 +48,10 @@ class Connection:
         self._reads = self.pusher({})
         self._team: str | None = None
 
-    def pusher(self, types: dict[str, str]) -> Pusher:
+    def pusher(self, types: dict[str, str], *, create_only: bool = False) -> Pusher:
         return Pusher(self.client, self.limiter, types, max_retries=self.http.max_retries,
-                      sleep=self.runtime.sleep, create_via=self.create_via, should_stop=self.runtime.should_stop)
+                      sleep=self.runtime.sleep, create_via=self.create_via, should_stop=self.runtime.should_stop,
+                      create_only=create_only)
 
     def check_key(self) -> str:
         """The team's name; asked once per run. A bad key raises AuthError after one request."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from tenacity import RetryCallState
 
+from bulksync import logs
 from bulksync.client import LoopsClient
 from bulksync.config import CreateVia
 from bulksync.diff import Action
@@ -40,6 +41,7 @@ class Outcome:
     attempts: int
     error: str | None = None
     note: str | None = None
+    exists: bool = False  # --mode create-only met a contact already in Loops and left it alone
 
 
 ENDPOINTS = {"create": "POST /v1/contacts/create", "update": "PUT /v1/contacts/update",
@@ -75,13 +77,16 @@ class Pusher:
         sleep: Sleep,
         create_via: CreateVia = "update",
         should_stop: Callable[[], bool] = lambda: False,
+        create_only: bool = False,
     ) -> None:
         self.client = client
         self.limiter = limiter
         self.types = types
         self.max_retries = max_retries
         self.sleep = sleep
-        self.create_via = create_via
+        # --mode create-only must learn that a contact exists (409) rather than update it (upsert).
+        self.create_via: CreateVia = "create" if create_only else create_via
+        self.create_only = create_only
         self._refused: AuthError | None = None
         self._should_stop = should_stop
 
@@ -96,15 +101,15 @@ class Pusher:
             raise
         except (RejectedError, RetriableError, NotSent) as exc:
             return Outcome(action, False, None, exc.status, attempts[0], error=str(exc))
-        return Outcome(action, True, sent, status, attempts[0], note=note)
+        return Outcome(action, True, sent, status, attempts[0], note=note, exists=sent is None)
 
-    def _run(self, action: Action, attempts: list[int]) -> tuple[Sent, int, str | None]:
+    def _run(self, action: Action, attempts: list[int]) -> tuple[Sent | None, int, str | None]:
         if action.kind == "refresh":
             return {}, 0, None
         endpoint, sent = first_request(action, self.create_via)
         try:
             self._send({"create": self.client.create, "update": self.client.update,
-                        "delete": self.client.delete}[endpoint], sent, attempts)
+                        "delete": self.client.delete}[endpoint], sent, attempts, action)
         except NotFoundError:
             if endpoint != "delete":
                 raise
@@ -112,8 +117,10 @@ class Pusher:
         except ConflictError:
             if endpoint != "create":
                 raise
+            if self.create_only:
+                return None, 409, "already in Loops: left alone (--mode create-only)"
             sent = without_resubscribe(action.send)
-            self._send(self.client.update, sent, attempts)
+            self._send(self.client.update, sent, attempts, action)
             return sent, 200, "already in Loops (409): updated without subscribed"
         return sent, 200, None
 
@@ -121,7 +128,7 @@ class Pusher:
         """``GET /v1/api-key``, paced and retried like any request: a bad key raises AuthError."""
         return self.call(self.client.api_key, "the API key check", [0])  # type: ignore[no-any-return]
 
-    def call(self, request: Callable[[], Any], what: str, attempts: list[int]) -> Any:
+    def call(self, request: Callable[[], Any], what: str, attempts: list[int], action: Action | None = None) -> Any:
         """One request under the rate limit, retried by policy; ``attempts`` counts the tries sent."""
 
         def once() -> Any:
@@ -131,18 +138,23 @@ class Pusher:
             attempts[0] += 1
             return request()
 
-        return retry_policy(self.max_retries, self.sleep, before_sleep=_log_retry(what))(once)
+        return retry_policy(self.max_retries, self.sleep, before_sleep=_log_retry(what, action))(once)
 
-    def _send(self, endpoint: Callable[[dict[str, Any]], Any], send: Sent, attempts: list[int]) -> None:
+    def _send(self, endpoint: Callable[[dict[str, Any]], Any], send: Sent, attempts: list[int], action: Action) -> None:
         body = payload_from_fields(send, self.types)
-        self.call(lambda: endpoint(body), str(send.get("userId") or send.get("email")), attempts)
+        self.call(lambda: endpoint(body), f"{action.kind} of {action.key}", attempts, action)
 
 
-def _log_retry(what: str) -> Callable[[RetryCallState], None]:
+def _log_retry(what: str, action: Action | None) -> Callable[[RetryCallState], None]:
     def before_sleep(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         wait_s = state.next_action.sleep if state.next_action else 0.0
-        log.warning("retrying %s after attempt %d (%s); waiting %.1fs", what, state.attempt_number, error, wait_s)
+        status = getattr(error, "status", None)
+        log.warning(
+            "retrying %s after attempt %d (%s); waiting %.1fs", what, state.attempt_number, error, wait_s,
+            extra=logs.context(action.row if action else None, action.key if action else None, status,
+                               state.attempt_number),
+        )
 
     return before_sleep
 

@@ -132,9 +132,10 @@ def sniff_delimiter(header_line: str) -> str:
 
 
 def _read_csv(path: Path, data: bytes, delimiter: str | None) -> Source:
-    if not data.strip():
+    if data.isspace() or not data:
         raise InputError(f"{path}: the file is empty; expected a header line such as 'email,firstName'")
-    header_line = _text(path, data.split(b"\n", 1)[0])
+    end = data.find(b"\n")
+    header_line = _text(path, data if end < 0 else data[:end])  # slicing, not split: no copy of the file
     separator = delimiter or sniff_delimiter(header_line)
     width = _check_header(path, header_line, separator)
     malformed: list[tuple[int, str]] = []

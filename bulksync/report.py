@@ -13,6 +13,7 @@ from bulksync.diff import Action, Change
 from bulksync.push import Outcome
 
 REPORT_COLUMNS = ("row", "key", "action", "status", "http_status", "attempts", "error", "changes")
+SUMMARY_KEYS = ("created", "updated", "deleted", "unchanged", "rejected", "failed", "requests", "dry_run", "duration_s")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -29,6 +30,9 @@ class Summary:
     requests: int = 0
     dry_run: bool = False
     duration_s: float = 0.0
+    # Shown in the table, not in the summary JSON (whose keys are a contract):
+    skipped: int = 0
+    exists: int = 0
 
     def count(self, action: Action) -> None:
         """Count one applied (or, in a dry run, planned) action."""
@@ -39,7 +43,7 @@ class Summary:
             setattr(self, name, getattr(self, name) + 1)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {name: value for name, value in asdict(self).items() if name in SUMMARY_KEYS}
         data["duration_s"] = round(self.duration_s, 3)
         return data
 
@@ -60,7 +64,9 @@ def write_json(path: Path, data: Any) -> None:
 
 def safe_cell(value: object) -> str:
     """Neutralise spreadsheet formulas: the report is opened in Excel."""
-    text = "" if value is None else str(value)
+    if value is None:
+        return ""
+    text = str(value)
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
@@ -75,23 +81,35 @@ def describe_changes(action: Action) -> str:
 
 
 def _shown(value: str | None) -> str:
-    return "(empty)" if value is None else json.dumps(value, ensure_ascii=False)
+    """A value in double quotes, backslash-escaped (JSON-like, but cheaper than json.dumps per cell)."""
+    if value is None:
+        return "(empty)"
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
 
 
 class ReportWriter:
-    """Streams one CSV line per row that was not unchanged, in the order things happen."""
+    """Streams one line per row that was not unchanged, in the order things happen: CSV (the
+    default, safe to open in a spreadsheet) or JSON lines with the same fields."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, fmt: str = "csv") -> None:
         self.path = path
         self._file = open_private(path)
-        self._csv = csv.writer(self._file)
-        self._csv.writerow(REPORT_COLUMNS)
+        self._csv = csv.writer(self._file) if fmt == "csv" else None
+        if self._csv:
+            self._csv.writerow(REPORT_COLUMNS)
 
     def _write(self, *cells: object) -> None:
-        self._csv.writerow([safe_cell(cell) for cell in cells])
+        if self._csv:
+            self._csv.writerow([safe_cell(cell) for cell in cells])
+        else:
+            self._file.write(json.dumps(dict(zip(REPORT_COLUMNS, cells, strict=True)), ensure_ascii=False) + "\n")
 
     def reject(self, row: int | None, key: str | None, reason: str) -> None:
         self._write(row, key, "reject", "failed", None, 0, reason, None)
+
+    def skipped(self, row: int | None, key: str | None, action: str, reason: str) -> None:
+        self._write(row, key, action, "skipped", None, 0, reason, None)
 
     def planned(self, action: Action) -> None:
         if action.kind != "refresh":
@@ -101,7 +119,7 @@ class ReportWriter:
         action = outcome.action
         if action.kind == "refresh":
             return
-        status = "ok" if outcome.ok else "failed"
+        status = ("exists" if outcome.exists else "ok") if outcome.ok else "failed"
         error = outcome.error if not outcome.ok else outcome.note
         self._write(
             action.row, action.key, action.kind, status, outcome.http_status, outcome.attempts, error,
@@ -117,8 +135,11 @@ def render_summary(summary: Summary, report_path: Path | None) -> str:
     title = "Dry run: nothing was sent" if summary.dry_run else "Sync finished"
     verbs = "would be" if summary.dry_run else ""
     lines = [f"{title} in {summary.duration_s:.1f}s"]
-    for name in ("created", "updated", "deleted", "unchanged", "rejected", "failed"):
+    for name in ("created", "updated", "deleted", "unchanged", "rejected", "failed", "skipped", "exists"):
+        if name in ("skipped", "exists") and not getattr(summary, name):
+            continue
         label = f"{verbs} {name}".strip() if name in ("created", "updated", "deleted") else name
+        label = "already in Loops" if name == "exists" else label
         lines.append(f"  {label:<20} {getattr(summary, name):>9,}")
     lines.append(f"  {'requests':<20} {summary.requests:>9,}")
     if report_path is not None:

@@ -6,18 +6,20 @@ executes a plan made earlier. Both execute through the same ``_execute``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 from tqdm import tqdm
 
+from bulksync import logs
 from bulksync.account import Account, custom_fields, fetch_account, remember, remembered
 from bulksync.client import check_base_url
-from bulksync.config import DeleteLimit, HttpConfig, KeyField, SyncConfig
+from bulksync.config import DeleteLimit, HttpConfig, KeyField, Mode, SyncConfig
 from bulksync.connection import Connection, Runtime
 from bulksync.diff import (
     Action,
@@ -45,11 +47,12 @@ from bulksync.mapping import (
 from bulksync.normalise import KEY, Contacts, field_names, normalise, require_identity
 from bulksync.plan import PlanHeader, PlanWriter, read_plan
 from bulksync.push import Outcome, push_all
-from bulksync.read import Source, read_source
+from bulksync.read import ROW, Source, read_source
 from bulksync.report import ReportWriter, Summary, write_json
 from bulksync.state import STATE_HASH, Fields, StateStore, hashes_after, utc_now
 from bulksync.throttle import Clock
 
+log = logging.getLogger("bulksync")
 SLICE_ROWS = 5_000
 STATE_COMMIT_EVERY = 200
 STATE_COMMIT_SECONDS = 1.0
@@ -66,10 +69,6 @@ class SyncResult:
     plan_path: Path | None = None
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
-
-
-def default_report_path() -> Path:
-    return Path(f"bulksync-report-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.csv")
 
 
 def run_sync(config: SyncConfig, runtime: Runtime | None = None) -> SyncResult:
@@ -204,16 +203,24 @@ def _sync(
             "whatever --max-delete says. Nothing was sent. Check the export"
         )
     recheck = state.held_back() if config.resubscribe else []
+    frame, unprocessed = limited(frame, config.limit)
     classified = classify(frame, known, config.delete_missing, recheck)
     check_delete_limit(len(classified.missing), known.height, config.max_delete)
+    classified, skipped = for_mode(classified, config.mode)
     options = PlanOptions(config.key, config.delete_missing, config.keep_empty, config.resubscribe)
-    summary = Summary(dry_run=config.dry_run, rejected=contacts.rejects.height, unchanged=classified.unchanged)
+    summary = Summary(dry_run=config.dry_run, rejected=contacts.rejects.height, unchanged=classified.unchanged,
+                      skipped=unprocessed.height + sum(rows.height for _, rows, _ in skipped))
     with _outputs(config, summary, runtime.clock, started) as report:
         result = SyncResult(summary, report.path)
         for row, key, reason in contacts.rejects.iter_rows():
             report.reject(row, key, reason)
             if len(result.rejects_preview) < PREVIEW_ACTIONS:
                 result.rejects_preview.append((row, key, reason))
+        for action_name, rows, reason in skipped:
+            for row, key in rows.select(ROW, KEY).iter_rows():
+                report.skipped(row, key, action_name, reason)
+        for row, key in unprocessed.select(ROW, KEY).iter_rows():
+            report.skipped(row, key, "none", f"not processed (--limit {config.limit})")
         actions = iter_actions(classified, state, options)
         if config.dry_run:
             plan = _plan_writer(config, state, contacts, _total(classified))
@@ -228,6 +235,25 @@ def _sync(
             result.interrupted = runtime.should_stop()
         summary.requests = loops.requests if loops else 0
     return result
+
+
+def limited(frame: pl.DataFrame, limit: int | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The first ``limit`` valid rows of the source, and the rest (a trial run processes only those)."""
+    if limit is None or frame.height <= limit:
+        return frame, frame.clear()
+    ordered = frame.sort(ROW)
+    return ordered.head(limit), ordered.slice(limit)
+
+
+def for_mode(classified: Classified, mode: Mode) -> tuple[Classified, list[tuple[str, pl.DataFrame, str]]]:
+    """Drop what the sync mode forbids; returns what was dropped as (action, rows, reason)."""
+    if mode == "create-only" and classified.changed.height:
+        reason = "changed, but --mode create-only never updates an existing contact"
+        return replace(classified, changed=classified.changed.clear()), [("update", classified.changed, reason)]
+    if mode == "update-only" and classified.new.height:
+        reason = "new to the state: --mode update-only only updates contacts bulksync synced before"
+        return replace(classified, new=classified.new.clear()), [("create", classified.new, reason)]
+    return classified, []
 
 
 def apply_plan(plan_path: Path, config: SyncConfig, runtime: Runtime | None = None) -> SyncResult:
@@ -332,14 +358,24 @@ def _total(classified: Classified) -> int:
 @contextmanager
 def _outputs(config: SyncConfig, summary: Summary, clock: Clock, started: float) -> Iterator[ReportWriter]:
     """The per-row report while the run lasts; the summary JSON whatever way it ends."""
-    report = ReportWriter(config.report_path or default_report_path())
+    now = datetime.now(UTC)
+    stamp = now.strftime("%Y%m%dT%H%M%S") + f".{now.microsecond // 1000:03d}Z"  # two runs a second apart differ
+    extension = "jsonl" if config.report_format == "jsonl" else "csv"
+    if config.report_path:
+        path = config.report_path
+    elif config.report_dir:
+        path = config.report_dir / f"{stamp}-report.{extension}"
+    else:
+        path = Path(f"bulksync-report-{stamp}.{extension}")
+    report = ReportWriter(path, config.report_format)
     try:
         yield report
     finally:
         report.close()
         summary.duration_s = clock() - started
-        if config.summary_json_path:
-            write_json(config.summary_json_path, summary.to_json())
+        summaries = [config.summary_json_path, config.report_dir and config.report_dir / f"{stamp}-summary.json"]
+        for target in filter(None, summaries):
+            write_json(target, summary.to_json())
 
 
 def _plan_writer(config: SyncConfig, state: StateStore, contacts: Contacts, total: int) -> PlanWriter | None:
@@ -431,7 +467,7 @@ def _execute(
     Returns the keys whose state changed with their new hashes (None for deleted), if not too many.
     """
     runtime = loops.runtime
-    pusher = loops.pusher(types)
+    pusher = loops.pusher(types, create_only=config.mode == "create-only")
     recorder = _StateRecorder(state, runtime.clock)
     progress = tqdm(total=total, unit="contact", disable=not config.progress, dynamic_ncols=True)
     state.set_meta({"key": key, "last_run_started": utc_now(), "last_run_outcome": "running"})
@@ -439,10 +475,15 @@ def _execute(
     def on_outcome(outcome: Outcome) -> None:
         recorder.add(outcome)
         report.outcome(outcome)
-        if outcome.ok:
+        if outcome.exists:
+            summary.exists += 1
+        elif outcome.ok:
             summary.count(outcome.action)
         else:
             summary.failed += 1
+            action = outcome.action
+            log.warning("%s of %s failed: %s", action.kind, action.key, outcome.error,
+                        extra=logs.context(action.row, action.key, outcome.http_status, outcome.attempts))
         progress.update(1)
 
     outcome = "failed"

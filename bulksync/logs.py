@@ -1,0 +1,78 @@
+"""Log lines for people running bulksync unattended: one line per retry or failure, never the key.
+
+Each line carries what a morning reader needs: UTC time, level, source row, contact key, HTTP
+status and attempt. ``--log-format json`` writes the same as one JSON object per line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+log = logging.getLogger("bulksync")
+FIELDS = ("row", "key", "http_status", "attempt")
+
+
+def context(row: int | None = None, key: str | None = None, http_status: int | None = None,
+            attempt: int | None = None) -> dict[str, Any]:
+    """The ``extra`` of a log call about one contact."""
+    return {"row": row, "key": key, "http_status": http_status, "attempt": attempt}
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """Replace every secret in ``text``: the API key must never reach a terminal, log or file."""
+    for secret in secrets:
+        text = text.replace(secret, "[redacted]")
+    return text
+
+
+class _Redacting(logging.Filter):
+    def __init__(self, secrets: Sequence[str]) -> None:
+        super().__init__()
+        self._secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage(), self._secrets), ()
+        return True
+
+
+def _stamp(record: logging.LogRecord) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
+
+
+class _Text(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = _stamp(record)
+        about = " ".join(
+            f"{name}={value}" for name in FIELDS if (value := getattr(record, name, None)) is not None
+        )
+        return f"{stamp} {record.levelname} {record.getMessage()}" + (f" [{about}]" if about else "")
+
+
+class _Json(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {"time": _stamp(record), "level": record.levelname, "message": record.getMessage()}
+        line.update({name: value for name in FIELDS if (value := getattr(record, name, None)) is not None})
+        return json.dumps(line, ensure_ascii=False)
+
+
+def configure(stream: TextIO, *, level: int, secrets: Sequence[str], log_file: Path | None = None,
+              fmt: str = "text") -> None:
+    """Warnings (or more, with -v) to ``stream`` and, if given, appended to ``log_file``."""
+    formatter: logging.Formatter = _Json() if fmt == "json" else _Text()
+    handlers: list[logging.Handler] = [logging.StreamHandler(stream)]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        handler.addFilter(_Redacting(secrets))
+    for old in log.handlers:
+        old.close()
+    log.handlers[:] = handlers
+    log.setLevel(level)
+    log.propagate = False
