@@ -12,7 +12,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
@@ -168,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source_arguments(baseline)
     _add_state_argument(baseline)
     baseline.add_argument("--key", choices=["email", "userId"], default="email", help="what identifies a contact")
+    baseline.add_argument("--base-url", help="with LOOPS_API_KEY set, the account's property types are read "
+                                             "(no write) so values are recorded as a sync types them")
     baseline.set_defaults(run=_run_baseline)
     show = state_commands.add_parser("show", parents=[logging_flags], help="counts, key, last run and its outcome")
     _add_state_argument(show)
@@ -291,7 +293,11 @@ def _run_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _run_baseline(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     spec = mapping_spec(args.mapping, args.preset)
-    summary = record_baseline(args.source, args.state, args.key, args.encoding, spec=spec, delimiter=args.delimiter)
+    http = HttpConfig(api_key=os.environ.get("LOOPS_API_KEY") or None,
+                      base_url=args.base_url or os.environ.get("LOOPS_BASE_URL") or DEFAULT_BASE_URL)
+    with _runtime(args) as (runtime, _), (Connection(http, runtime) if http.api_key else nullcontext()) as loops:
+        summary = record_baseline(args.source, args.state, args.key, args.encoding, spec=spec,
+                                  delimiter=args.delimiter, loops=loops)
     out.write(
         f"Recorded {summary.unchanged:,} contacts of {args.source} as already synced in {args.state} "
         f"({summary.rejected:,} rows rejected); nothing was sent.\n"

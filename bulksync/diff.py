@@ -21,12 +21,13 @@ from bulksync.read import ROW
 from bulksync.state import STATE_HASH, Fields
 
 ActionKind = Literal["create", "update", "delete", "refresh"]
+# Loops has no "no value" for these: an emptied cell leaves them as they are.
+NEVER_CLEARED = frozenset({"email", "userId", "subscribed"})
 
 
 @dataclass(frozen=True)
 class PlanOptions:
     key: KeyField = "email"
-    delete_missing: bool = False
     keep_empty: bool = False
     resubscribe: bool = False
 
@@ -76,7 +77,11 @@ class Classified:
 
 
 def classify(
-    contacts: pl.DataFrame, state_hashes: pl.DataFrame, delete_missing: bool, recheck: Iterable[str] = ()
+    contacts: pl.DataFrame,
+    state_hashes: pl.DataFrame,
+    delete_missing: bool,
+    recheck: Iterable[str] = (),
+    keep: Iterable[str] = (),
 ) -> Classified:
     """Join source rows (with ``HASH``) to the state's hashes by key; ``recheck`` keys count as changed."""
     joined, on = _join_by_key(contacts, state_hashes)
@@ -91,7 +96,9 @@ def classify(
     unchanged = joined.height - new.height - changed.height
     missing: list[str] = []
     if delete_missing and contacts.height:  # a source with no valid rows never deletes anything
-        gone = on(state_hashes).join(on(contacts.select(KEY)), on=_JOIN_KEY, how="anti")
+        # ``keep``: keys of rows that were rejected: still in the source, so never deleted
+        present = pl.concat([contacts.select(KEY), pl.DataFrame({KEY: list(keep)}, schema={KEY: pl.String})])
+        gone = on(state_hashes).join(on(present), on=_JOIN_KEY, how="anti")
         missing = gone[KEY].sort().to_list()
     return Classified(new=new, changed=changed, missing=missing, unchanged=unchanged)
 
@@ -150,7 +157,7 @@ def plan_update(row: Mapping[str, Any], before: Fields, options: PlanOptions) ->
         new, old = source.get(name), before.get(name)
         if new == old or name in identity:
             continue
-        if new is None and (options.keep_empty or is_list_field(name)):
+        if new is None and (options.keep_empty or name in NEVER_CLEARED or is_list_field(name)):
             continue  # an empty cell leaves Loops' value alone; lists are only ever added or removed
         if name == "subscribed" and new == "true" and not options.resubscribe:
             withheld = True  # never re-subscribe someone unless asked to

@@ -67,6 +67,7 @@ def normalise(source: Source, key: KeyField = "email") -> Contacts:
     valid = frame.filter(pl.col(REASON).is_null())
     rejects = frame.filter(pl.col(REASON).is_not_null()).select(ROW, shortened(pl.col(KEY), 200).alias(KEY), REASON)
     valid, duplicates = _last_row_wins(valid)
+    valid, shared = _other_identifier_once(valid, "userId" if key == "email" else "email")
     earlier = [
         pl.DataFrame(
             {ROW: [r for r, _ in source.malformed], REASON: [m for _, m in source.malformed]},
@@ -78,7 +79,9 @@ def normalise(source: Source, key: KeyField = "email") -> Contacts:
         refused = source.rejects
         key_value = _trimmed(key, "string") if key in refused.columns else pl.lit(None, dtype=pl.String)
         keyless = pl.concat([keyless, refused.select(pl.col(ROW).cast(pl.UInt32), key_value.alias(KEY), REASON)])
-    rejects = pl.concat([rejects.cast({ROW: pl.UInt32}), duplicates.cast({ROW: pl.UInt32}), keyless]).sort(ROW)
+    rejects = pl.concat(
+        [rejects.cast({ROW: pl.UInt32}), duplicates.cast({ROW: pl.UInt32}), shared.cast({ROW: pl.UInt32}), keyless]
+    ).sort(ROW)
     return Contacts(frame=valid.drop(REASON), types=types, rejects=rejects)
 
 
@@ -261,6 +264,26 @@ def _too_long(name: str) -> pl.Expr:
 def shortened(value: pl.Expr, limit: int = 80) -> pl.Expr:
     """A value cut to ``limit`` characters for a message (a 10 MB cell must not become a 10 MB line)."""
     return pl.when(value.str.len_chars() > limit).then(value.str.slice(0, limit) + "...").otherwise(value)
+
+
+def _other_identifier_once(valid: pl.DataFrame, other: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Two contacts may not share the other identifier: Loops would merge them into one (its upsert
+    matches either). The last row keeps it; earlier rows are rejected, naming the row that won."""
+    empty = pl.DataFrame(schema={ROW: pl.UInt32, KEY: pl.String, REASON: pl.String})
+    if other not in valid.columns:
+        return valid, empty
+    sharing = valid.filter(pl.col(other).is_not_null() & pl.col(other).is_duplicated())
+    if sharing.height == 0:
+        return valid, empty
+    losers = sharing.with_columns(pl.col(ROW).max().over(other).alias("__winner")).filter(
+        pl.col(ROW) != pl.col("__winner")
+    )
+    rejected = losers.select(
+        ROW, KEY,
+        message(f"{other} ", shortened(pl.col(other)), " is also on row ", pl.col("__winner"),
+                f" (one {other} belongs to one contact)").alias(REASON),
+    )
+    return valid.filter(~pl.col(ROW).is_in(losers[ROW].implode())), rejected
 
 
 def _last_row_wins(valid: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:

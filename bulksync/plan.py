@@ -34,6 +34,8 @@ class PlanHeader:
     actions: int
     rejected: int = 0
     create_via: str = "update"
+    mode: str = "upsert"
+    unchanged: int = 0
     format: str = field(default=PLAN_FORMAT)
 
 

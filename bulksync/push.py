@@ -101,6 +101,9 @@ class Pusher:
             raise
         except (RejectedError, RetriableError, NotSent) as exc:
             return Outcome(action, False, None, exc.status, attempts[0], error=str(exc))
+        except Exception as exc:  # a bug on one row must not stop the run: that row fails, loudly
+            log.exception("unexpected error on %s of %s", action.kind, action.key)
+            return Outcome(action, False, None, None, attempts[0], error=f"internal error: {type(exc).__name__}: {exc}")
         return Outcome(action, True, sent, status, attempts[0], note=note, exists=sent is None)
 
     def _run(self, action: Action, attempts: list[int]) -> tuple[Sent | None, int, str | None]:

@@ -12,6 +12,7 @@ import csv
 import gzip
 import io
 import json
+import math
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -248,6 +249,11 @@ def _jsonl_chunks(
         garbled = next((name for name in record if not name.isprintable()), None)
         if garbled is not None:
             malformed.append((number, f"key {garbled!r} holds a control character; rename it"))
+            continue
+        infinite = next((name for name, value in record.items() if isinstance(value, float)
+                         and not math.isfinite(value)), None)
+        if infinite is not None:
+            malformed.append((number, f"{infinite} is not a finite number; Loops takes none like it"))
             continue
         size = len(columns[ROW])
         columns[ROW].append(number)

@@ -224,7 +224,7 @@ class StateStore:
             raise
         self._db.execute("COMMIT")
 
-    def held_back(self) -> list[str]:
+    def held_back_keys(self) -> list[str]:
         """Keys whose source says ``subscribed: true`` that bulksync did not send (see ``--resubscribe``)."""
         with self._reading():
             return [key for (key,) in self._db.execute("SELECT key FROM contacts WHERE held_back = 1")]

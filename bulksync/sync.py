@@ -90,7 +90,7 @@ def run_sync(config: SyncConfig, runtime: Runtime | None = None) -> SyncResult:
                 contacts, account, loops, state, create=config.create_properties, source_path=config.source
             )
             result = _sync(config, runtime, started=started, contacts=contacts, frame=frame, state=state, loops=loops)
-            result.notes = notes
+            result.notes = notes + result.notes
             return result
 
 
@@ -160,9 +160,11 @@ def ensure_properties(
 
     Returns notes for a dry run (which creates nothing).
     """
-    if account is None:
-        return ["the account's properties are unknown (no API key): missing properties are not checked"]
     filled = [name for name in contacts.fields if contacts.frame[name].null_count() < contacts.frame.height]
+    if account is None:
+        if not custom_fields(filled):
+            return []
+        return ["the account's properties are unknown (no API key): missing properties are not checked"]
     missing = account.missing(filled)
     if not missing:
         return []
@@ -202,16 +204,25 @@ def _sync(
             f"{config.source} has no valid rows: refusing to delete all {known.height:,} contacts in state, "
             "whatever --max-delete says. Nothing was sent. Check the export"
         )
-    recheck = state.held_back() if config.resubscribe else []
+    recheck = state.held_back_keys() if config.resubscribe else []
     frame, unprocessed = limited(frame, config.limit)
-    classified = classify(frame, known, config.delete_missing, recheck)
+    rejected_keys = contacts.rejects[KEY].drop_nulls()
+    unreadable = contacts.rejects[KEY].null_count()
+    deleting = config.delete_missing and not (unreadable and known.height)
+    classified = classify(frame, known, deleting, recheck, keep=rejected_keys)
     check_delete_limit(len(classified.missing), known.height, config.max_delete)
     classified, skipped = for_mode(classified, config.mode)
-    options = PlanOptions(config.key, config.delete_missing, config.keep_empty, config.resubscribe)
+    options = PlanOptions(config.key, config.keep_empty, config.resubscribe)
     summary = Summary(dry_run=config.dry_run, rejected=contacts.rejects.height, unchanged=classified.unchanged,
                       skipped=unprocessed.height + sum(rows.height for _, rows, _ in skipped))
     with _outputs(config, summary, runtime.clock, started) as report:
         result = SyncResult(summary, report.path)
+        if config.delete_missing and not deleting:
+            result.notes.append(
+                f"{unreadable} row(s) could not be read (see the report), so their contacts are unknown: "
+                "no contact is deleted this run"
+            )
+            log.warning(result.notes[-1])
         for row, key, reason in contacts.rejects.iter_rows():
             report.reject(row, key, reason)
             if len(result.rejects_preview) < PREVIEW_ACTIONS:
@@ -223,13 +234,14 @@ def _sync(
             report.skipped(row, key, "none", f"not processed (--limit {config.limit})")
         actions = iter_actions(classified, state, options)
         if config.dry_run:
-            plan = _plan_writer(config, state, contacts, _total(classified))
+            plan = _plan_writer(config, state, contacts, _total(classified), classified.unchanged)
             result.plan_path = plan.path if plan else None
             _preview(actions, summary, report, result, plan)
         else:
             assert loops is not None
             changes = _execute(config, loops, types=contacts.types, actions=actions, total=_total(classified),
-                               state=state, summary=summary, report=report, key=config.key)
+                               state=state, summary=summary, report=report, key=config.key,
+                               create_only=config.mode == "create-only")
             if changes is not None:
                 state.save_snapshot(hashes_after(known, changes))
             result.interrupted = runtime.should_stop()
@@ -270,11 +282,11 @@ def apply_plan(plan_path: Path, config: SyncConfig, runtime: Runtime | None = No
     ):
         state.check_key(header.key)
         check_plan_is_current(header, actions, state)
-        summary = Summary(rejected=header.rejected)
+        summary = Summary(rejected=header.rejected, unchanged=header.unchanged)
         with _outputs(config, summary, runtime.clock, started) as report:
             result = SyncResult(summary, report.path, plan_path=plan_path)
             _execute(config, loops, types=header.types, actions=actions, total=len(actions), state=state,
-                     summary=summary, report=report, key=header.key)
+                     summary=summary, report=report, key=header.key, create_only=header.mode == "create-only")
             result.interrupted = runtime.should_stop()
     return result
 
@@ -321,13 +333,18 @@ def record_baseline(
     *,
     spec: MappingSpec | None = None,
     delimiter: str | None = None,
+    loops: Connection | None = None,
 ) -> Summary:
-    """Record ``source`` as already synced, sending nothing (for an audience already up to date)."""
+    """Record ``source`` as already synced, writing nothing to Loops (for an audience already up to date).
+
+    With a connection, the account's property types are read first, so values are recorded as a
+    sync would type them (otherwise the first sync would re-send every typed value once).
+    """
     with run_lock(state_path):
         source = read_source(source_path, encoding, delimiter)
         with StateStore.open(state_path) as state:
             state.check_key(key)
-            contacts, frame, _ = load_contacts(source, spec, key, state, None)
+            contacts, frame, _ = load_contacts(source, spec, key, state, loops)
             known = state.hashes()
             state.save_frame(frame, KEY, HASH, contacts.fields)
             recorded = frame.select(pl.col(KEY), pl.col(HASH).alias(STATE_HASH))
@@ -378,13 +395,16 @@ def _outputs(config: SyncConfig, summary: Summary, clock: Clock, started: float)
             write_json(target, summary.to_json())
 
 
-def _plan_writer(config: SyncConfig, state: StateStore, contacts: Contacts, total: int) -> PlanWriter | None:
+def _plan_writer(
+    config: SyncConfig, state: StateStore, contacts: Contacts, total: int, unchanged: int
+) -> PlanWriter | None:
     if config.plan_path is None:
         return None
     header = PlanHeader(
         source=str(config.source), state=str(config.state_path.resolve()), key=config.key,
         generation=state.generation(), created_at=utc_now(), types=contacts.types, actions=total,
-        rejected=contacts.rejects.height, create_via=config.create_via,
+        rejected=contacts.rejects.height, mode=config.mode, unchanged=unchanged,
+        create_via="create" if config.mode == "create-only" else config.create_via,
     )
     return PlanWriter(config.plan_path, header)
 
@@ -461,13 +481,14 @@ def _execute(
     summary: Summary,
     report: ReportWriter,
     key: str,
+    create_only: bool = False,
 ) -> dict[str, int | None] | None:
     """Push ``actions`` to Loops, recording each confirmed one in state and every one in the report.
 
     Returns the keys whose state changed with their new hashes (None for deleted), if not too many.
     """
     runtime = loops.runtime
-    pusher = loops.pusher(types, create_only=config.mode == "create-only")
+    pusher = loops.pusher(types, create_only=create_only)
     recorder = _StateRecorder(state, runtime.clock)
     progress = tqdm(total=total, unit="contact", disable=not config.progress, dynamic_ncols=True)
     state.set_meta({"key": key, "last_run_started": utc_now(), "last_run_outcome": "running"})

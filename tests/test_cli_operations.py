@@ -113,6 +113,7 @@ def test_retries_and_failures_log_one_line_each_with_row_key_status_attempt(
     for line in grace:
         assert line[:20].endswith("Z") and "row=2 key=grace.hopper@example.com http_status=500 attempt=" in line
     assert (workdir / "logs" / "run.log").read_text().splitlines() == lines
+    assert (workdir / "logs" / "run.log").stat().st_mode & 0o777 == 0o600
     assert API_KEY not in result.err
 
 

@@ -247,10 +247,12 @@ def test_subscribed_false_is_always_sent(options: PlanOptions) -> None:
     assert action.send == {"email": "ada@example.com", "subscribed": "false"}
 
 
-def test_an_emptied_subscribed_is_cleared_not_resubscribed() -> None:
-    action = plan_update(row(subscribed=None), {"email": "ada@example.com", "subscribed": "false"}, EMAIL)
+@pytest.mark.parametrize("field", ["subscribed", "userId"])
+def test_an_emptied_subscribed_or_user_id_is_left_alone(field: str) -> None:
+    # Loops has no "no value" for these (a null subscribed is a 400): the contact keeps what it has.
+    action = plan_update(row(**{field: None}), {"email": "ada@example.com", field: "false"}, EMAIL)
 
-    assert action.send == {"email": "ada@example.com", "subscribed": None}
+    assert (action.kind, action.send) == ("refresh", {"email": "ada@example.com"})
 
 
 def test_key_user_id_sends_user_id_and_email() -> None:

@@ -147,12 +147,12 @@ def test_set_meta_and_state_survive_reopening(path: Path) -> None:
 
 def test_held_back_lists_contacts_whose_subscribed_true_was_not_sent(store: StateStore) -> None:
     store.save([("a@x.io", 1, {}, True), ("b@x.io", 2, {}, False), ("c@x.io", 3, {}, True)])
-    assert sorted(store.held_back()) == ["a@x.io", "c@x.io"]
+    assert sorted(store.held_back_keys()) == ["a@x.io", "c@x.io"]
 
     store.save([("a@x.io", 4, {}, False)])
     store.forget(["c@x.io"])
 
-    assert store.held_back() == []
+    assert store.held_back_keys() == []
 
 
 def test_a_state_file_from_before_held_back_is_migrated_or_refused(path: Path) -> None:
@@ -176,7 +176,7 @@ def test_a_state_file_from_before_held_back_is_migrated_or_refused(path: Path) -
     with store:
         store.save([("grace@example.com", 6, {"email": "grace@example.com"}, True)])  # must not crash
         assert store.hashes().sort(KEY_COLUMN)[STATE_HASH].to_list() == [5, 6]
-        assert store.held_back() == ["grace@example.com"]
+        assert store.held_back_keys() == ["grace@example.com"]
 
 
 # -- hashes and fields_for -----------------------------------------------------------------------------
