@@ -189,7 +189,7 @@ class StateStore:
         """The fields Loops has, as bulksync set them, for each known key among ``keys``."""
         found: dict[str, Fields] = {}
         with self._reading():
-            for batch in _batches(list(keys)):
+            for batch in _batches(sorted(keys)):  # in key order: neighbouring pages of the B-tree
                 marks = ",".join("?" * len(batch))
                 query = f"SELECT key, fields FROM contacts WHERE key IN ({marks})"
                 for key, fields in self._db.execute(query, batch):
