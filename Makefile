@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@# an editable install leaves bulksync uncompiled; where PYTHONDONTWRITEBYTECODE is set every start recompiles it
+	$(BIN)/python -m compileall -q bulksync
 	@touch $(STAMP)
 
 install: $(STAMP)
