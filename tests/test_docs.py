@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from bulksync.cli import build_parser
@@ -23,7 +24,7 @@ def options(parser: argparse.ArgumentParser, path: str = "bulksync") -> dict[str
 
 def test_every_option_is_in_the_readme() -> None:
     missing = {
-        command: sorted(flag for flag in flags if f"`{flag}" not in README and f"[{flag}" not in README)
+        command: sorted(flag for flag in flags if not re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", README))
         for command, flags in options(build_parser()).items()
     }
     assert {command: flags for command, flags in missing.items() if flags} == {}
