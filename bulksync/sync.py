@@ -86,12 +86,8 @@ def run_sync(config: SyncConfig, runtime: Runtime | None = None) -> SyncResult:
         ):
             state.check_key(config.key)
             contacts, frame, account = load_contacts(source, spec, config.key, state, loops)
-            notes = ensure_properties(
-                contacts, account, loops, state, create=config.create_properties, source_path=config.source
-            )
-            result = _sync(config, runtime, started=started, contacts=contacts, frame=frame, state=state, loops=loops)
-            result.notes = notes + result.notes
-            return result
+            return _sync(config, runtime, started=started, contacts=contacts, frame=frame, state=state,
+                         loops=loops, account=account)
 
 
 def _connect(config: SyncConfig, runtime: Runtime) -> Connection | nullcontext[None]:
@@ -197,6 +193,7 @@ def _sync(
     frame: pl.DataFrame,
     state: StateStore,
     loops: Connection | None,
+    account: Account | None,
 ) -> SyncResult:
     known = state.hashes()
     if config.delete_missing and frame.height == 0 and known.height:
@@ -212,11 +209,15 @@ def _sync(
     classified = classify(frame, known, deleting, recheck, keep=rejected_keys)
     check_delete_limit(len(classified.missing), known.height, config.max_delete)
     classified, skipped = for_mode(classified, config.mode)
+    # After every check that can refuse the run: creating a property is the run's first write.
+    notes = ensure_properties(
+        contacts, account, loops, state, create=config.create_properties, source_path=config.source
+    )
     options = PlanOptions(config.key, config.keep_empty, config.resubscribe)
     summary = Summary(dry_run=config.dry_run, rejected=contacts.rejects.height, unchanged=classified.unchanged,
                       skipped=unprocessed.height + sum(rows.height for _, rows, _ in skipped))
     with _outputs(config, summary, runtime.clock, started) as report:
-        result = SyncResult(summary, report.path)
+        result = SyncResult(summary, report.path, notes=notes)
         if config.delete_missing and not deleting:
             result.notes.append(
                 f"{unreadable} row(s) could not be read (see the report), so their contacts are unknown: "

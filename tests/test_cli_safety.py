@@ -85,3 +85,15 @@ def test_an_out_of_range_number_rejects_its_line_only(cli: Any, emulator: LoopsE
         ("1", "score is not a finite number; Loops takes none like it")
     ]
     assert emulator.contact("b@x.io")["score"] == 2  # type: ignore[index]
+
+
+def test_a_refused_run_creates_no_property(cli: Any, emulator: LoopsEmulator, workdir: Path) -> None:
+    (workdir / "v1.csv").write_text("email\n" + "".join(f"p{i}@x.io\n" for i in range(30)))
+    (workdir / "v2.csv").write_text("email,plan\np0@x.io,pro\n")
+    cli("sync", "v1.csv")
+    since = len(emulator.request_log())
+
+    refused = cli("sync", "v2.csv", "--delete-missing")  # 29 of 30 deletes: the guard says no
+
+    assert refused.status == 3
+    assert [r for r in emulator.request_log()[since:] if r["method"] != "GET"] == []
