@@ -7,6 +7,7 @@ All of it is column-wise polars work: the result is a frame of canonical text va
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
@@ -30,6 +31,7 @@ from bulksync.read import ROW, Source
 KEY = "__key"
 REASON = "__reason"
 LISTS_INVALID = "__lists_invalid"
+_NO_REJECTS = pl.DataFrame(schema={ROW: pl.UInt32, KEY: pl.String, REASON: pl.String})
 
 # Deliberately simple: Loops is the judge of deliverability; this only stops what it would refuse.
 EMAIL_PATTERN = r"^[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f.]{2,}$"
@@ -269,39 +271,35 @@ def shortened(value: pl.Expr, limit: int = 80) -> pl.Expr:
 def _other_identifier_once(valid: pl.DataFrame, other: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Two contacts may not share the other identifier: Loops would merge them into one (its upsert
     matches either). The last row keeps it; earlier rows are rejected, naming the row that won."""
-    empty = pl.DataFrame(schema={ROW: pl.UInt32, KEY: pl.String, REASON: pl.String})
     if other not in valid.columns:
-        return valid, empty
-    sharing = valid.filter(pl.col(other).is_not_null() & pl.col(other).is_duplicated())
-    if sharing.height == 0:
-        return valid, empty
-    losers = sharing.with_columns(pl.col(ROW).max().over(other).alias("__winner")).filter(
-        pl.col(ROW) != pl.col("__winner")
-    )
-    rejected = losers.select(
-        ROW, KEY,
-        message(f"{other} ", shortened(pl.col(other)), " is also on row ", pl.col("__winner"),
-                f" (one {other} belongs to one contact)").alias(REASON),
-    )
-    return valid.filter(~pl.col(ROW).is_in(losers[ROW].implode())), rejected
+        return valid, _NO_REJECTS
+    return _keep_last(valid, other, lambda winner: message(
+        f"{other} ", shortened(pl.col(other)), " is also on row ", winner, f" (one {other} belongs to one contact)"
+    ))
 
 
 def _last_row_wins(valid: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Keep the last row of each key; the earlier ones become rejects pointing at the winner.
+    """Keep the last row of each key; the earlier ones become rejects pointing at the winner."""
+    return _keep_last(valid, KEY, lambda winner: message(
+        "duplicate of row ", winner, " (the last row for a contact wins)"
+    ))
 
-    Rows are first screened by a 64-bit hash of their key (cheaper than comparing strings); only
-    rows whose hash repeats, true duplicates or a rare collision, are compared exactly.
+
+def _keep_last(
+    valid: pl.DataFrame, column: str, reason: Callable[[pl.Expr], pl.Expr]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Of the rows sharing a value of ``column``, keep the last; the others are rejected with ``reason``.
+
+    Rows are screened by a 64-bit hash of the value (much cheaper than comparing strings); only
+    rows whose hash repeats, true repeats or a rare collision, are compared exactly.
     """
-    no_duplicates = pl.DataFrame(schema={ROW: pl.UInt32, KEY: pl.String, REASON: pl.String})
-    suspects = valid.filter(plh.col(KEY).nchash.xxhash64().is_duplicated()).select(ROW, KEY)
-    if suspects.height == 0:
-        return valid, no_duplicates
-    losers = suspects.with_columns(pl.col(ROW).max().over(KEY).alias("__winner")).filter(
+    present = valid.filter(pl.col(column).is_not_null())
+    suspects = present.filter(plh.col(column).nchash.xxhash64().is_duplicated())
+    repeats = suspects.filter(pl.col(column).is_duplicated()) if suspects.height else suspects
+    if repeats.height == 0:
+        return valid, _NO_REJECTS
+    losers = repeats.with_columns(pl.col(ROW).max().over(column).alias("__winner")).filter(
         pl.col(ROW) != pl.col("__winner")
     )
-    if losers.height == 0:
-        return valid, no_duplicates
-    duplicates = losers.select(
-        ROW, KEY, message("duplicate of row ", pl.col("__winner"), " (the last row for a contact wins)").alias(REASON)
-    )
-    return valid.filter(~pl.col(ROW).is_in(losers[ROW].implode())), duplicates
+    rejected = losers.select(ROW, KEY, reason(pl.col("__winner")).alias(REASON))
+    return valid.filter(~pl.col(ROW).is_in(losers[ROW].implode())), rejected
