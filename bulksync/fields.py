@@ -26,8 +26,24 @@ RESERVED_PROPERTY_NAMES = frozenset({"id", "listId", "softDeleteAt", "teamId", "
 # Loops rejects a string whose JSON form (with its two quotes) is over 500 characters.
 MAX_STRING_CHARS = 498
 
+_STANDARD_BY_FOLD = {name.casefold(): name for name in STANDARD_FIELDS}
+
 TRUE_WORDS = frozenset({"true", "yes", "1", "y", "t"})
 FALSE_WORDS = frozenset({"false", "no", "0", "n", "f"})
+
+
+def standard_name(name: str) -> str | None:
+    """The standard field ``name`` spells, in any case (``EMAIL`` -> ``email``), or None."""
+    return _STANDARD_BY_FOLD.get(name.strip().casefold())
+
+
+def loops_name(header: str) -> str:
+    """The field a header names when no mapping says otherwise: standard fields and
+    ``mailingLists`` in any case, ``mailingLists.<id>`` by list id, anything else as written."""
+    stripped = header.strip()
+    if stripped.casefold().startswith(LIST_PREFIX.casefold()):
+        return list_field(stripped[len(LIST_PREFIX) :].strip())
+    return standard_name(stripped) or (MAILING_LISTS if stripped.casefold() == MAILING_LISTS.casefold() else stripped)
 
 
 def is_list_field(name: str) -> bool:

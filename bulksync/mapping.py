@@ -34,6 +34,8 @@ from bulksync.fields import (
     STANDARD_FIELDS,
     is_list_field,
     list_field,
+    loops_name,
+    standard_name,
 )
 from bulksync.read import ROW, Source
 
@@ -502,7 +504,7 @@ def property_name(header: str) -> str:
     ``utm_source`` -> ``utmSource``; ``mailingLists.<id>`` columns keep their list id.
     """
     stripped = header.strip()
-    standard = _standard_name(stripped)
+    standard = standard_name(stripped)
     if standard is not None:
         return standard
     if _fold(stripped).startswith(_fold(LIST_PREFIX)):
@@ -517,7 +519,7 @@ def property_name(header: str) -> str:
     if not words:
         return stripped
     name = words[0].lower() + "".join(word[:1].upper() + word[1:].lower() for word in words[1:])
-    return _standard_name(name) or name
+    return standard_name(name) or name
 
 
 def lists_by_name(lists: Sequence[Mapping[str, Any]]) -> dict[str, str]:
@@ -584,7 +586,7 @@ class _Mapper:
             elif not self.spec.keeps_unmapped:
                 self.plan.append(ColumnPlan(header, (), "dropped"))
             else:
-                target = property_name(header) if self.rename_unmapped else _plain_name(header)
+                target = property_name(header) if self.rename_unmapped else loops_name(header)
                 self._add(target, pl.col(header), f"column {header!r}", self.source.kinds.get(header, "string"))
                 self.plan.append(ColumnPlan(header, (target,), "passed"))
         self._constants()
@@ -838,21 +840,6 @@ def _fold(name: str) -> str:
 
 def _list_key(ref: str) -> str:
     return f"list:{_fold(ref)}"
-
-
-def _standard_name(name: str) -> str | None:
-    lowered = name.lower()
-    return next((field for field in STANDARD_FIELDS if field.lower() == lowered), None)
-
-
-def _plain_name(header: str) -> str:
-    """How ``normalise`` names a header: standard fields case-insensitively, lists by id, else as is."""
-    stripped = header.strip()
-    if _fold(stripped).startswith(_fold(LIST_PREFIX)):
-        return list_field(stripped[len(LIST_PREFIX) :])
-    if _fold(stripped) == _fold(MAILING_LISTS):
-        return MAILING_LISTS
-    return _standard_name(stripped) or stripped
 
 
 def _toml_key(key: str) -> str:

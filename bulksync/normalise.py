@@ -17,7 +17,6 @@ from bulksync.config import KeyField
 from bulksync.errors import InputError
 from bulksync.fields import (
     FALSE_WORDS,
-    LIST_PREFIX,
     MAILING_LISTS,
     MAX_STRING_CHARS,
     READ_ONLY_FIELDS,
@@ -25,6 +24,7 @@ from bulksync.fields import (
     TRUE_WORDS,
     is_list_field,
     list_field,
+    loops_name,
 )
 from bulksync.read import ROW, Source
 
@@ -111,16 +111,10 @@ def require_identity(source: Source, columns: list[str], key: KeyField) -> None:
 
 def _field_names(source: Source) -> dict[str, str]:
     """Map headers to Loops field names: standard fields match case-insensitively, others stay."""
-    known = {name.lower(): name for name in (*STANDARD_FIELDS, MAILING_LISTS)}
     renames: dict[str, str] = {}
     taken: dict[str, str] = {}
     for column in source.columns:
-        stripped = column.strip()
-        lowered = stripped.lower()
-        if lowered.startswith(LIST_PREFIX.lower()):
-            name = list_field(stripped[len(LIST_PREFIX) :])
-        else:
-            name = known.get(lowered, stripped)
+        name = loops_name(column)
         if name in READ_ONLY_FIELDS:
             raise InputError(f"{source.path}:1: column {column!r} is read-only in Loops; drop it or rename it")
         if name in taken:
