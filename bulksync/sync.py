@@ -79,15 +79,14 @@ def run_sync(config: SyncConfig, runtime: Runtime | None = None) -> SyncResult:
         check_credentials(config.http)
     spec = mapping_spec(config.mapping_path, config.preset)
     with nullcontext() if config.dry_run else run_lock(config.state_path):
+        source = read_source(config.source, config.encoding, config.delimiter)  # a bad file creates no state
         with (
             StateStore.open(config.state_path, readonly=config.dry_run) as state,
             _connect(config, runtime) as loops,
         ):
             state.check_key(config.key)
-            # The raw source is not kept past normalising: its text columns would double peak memory.
-            source = read_source(config.source, config.encoding, config.delimiter)
             contacts, frame, account = load_contacts(source, spec, config.key, state, loops)
-            del source
+            del source  # the raw text columns are not needed past normalising: they would double peak memory
             return _sync(config, runtime, started=started, contacts=contacts, frame=frame, state=state,
                          loops=loops, account=account)
 
