@@ -70,14 +70,21 @@ def safe_cell(value: object) -> str:
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
-def describe_change(change: Change) -> str:
+def change_text(name: str, before: str | None, after: str | None) -> str:
     """``field: "before" -> "after"``."""
-    return f"{change.field}: {_shown(change.before)} -> {_shown(change.after)}"
+    return f"{name}: {_shown(before)} -> {_shown(after)}"
+
+
+def describe_change(change: Change) -> str:
+    return change_text(change.field, change.before, change.after)
 
 
 def describe_changes(action: Action) -> str:
-    """Every field the action changes, ``;``-separated."""
-    return "; ".join(describe_change(change) for change in action.changes)
+    """Every field the action changes, ``;``-separated (built directly: it runs once per planned row)."""
+    before = action.before
+    return "; ".join(
+        change_text(name, before.get(name), value) for name, value in action.send.items() if before.get(name) != value
+    )
 
 
 def _shown(value: str | None) -> str:
