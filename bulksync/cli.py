@@ -158,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("plan", type=Path, metavar="PLAN", help="the plan file (JSONL)")
     _add_output_arguments(apply)
     _add_push_arguments(apply, planning=False)
+    apply.add_argument("--create-properties", action="store_true",
+                       help="create the custom properties the plan needs that Loops does not have yet")
     apply.set_defaults(run=_run_apply)
 
     state = add_command("state", help="look at or prepare the state file")

@@ -144,8 +144,14 @@ def _needs_account(account: Account | None, fields: list[str], list_refs: list[s
     return account is None or not account.knows(fields, list_refs)
 
 
+def filled_fields(contacts: Contacts) -> list[str]:
+    """The fields at least one valid row gives a value."""
+    return [name for name in contacts.fields if contacts.frame[name].null_count() < contacts.frame.height]
+
+
 def ensure_properties(
-    contacts: Contacts,
+    filled: list[str],
+    types: dict[str, str],
     account: Account | None,
     loops: Connection | None,
     state: StateStore,
@@ -157,7 +163,6 @@ def ensure_properties(
 
     Returns notes for a dry run (which creates nothing).
     """
-    filled = [name for name in contacts.fields if contacts.frame[name].null_count() < contacts.frame.height]
     if account is None:
         if not custom_fields(filled):
             return []
@@ -165,7 +170,7 @@ def ensure_properties(
     missing = account.missing(filled)
     if not missing:
         return []
-    listed = ", ".join(f"{name} ({contacts.types.get(name, 'string')})" for name in missing)
+    listed = ", ".join(f"{name} ({types.get(name, 'string')})" for name in missing)
     invalid = [problem for name in missing if (problem := target_problem(name))]
     if invalid:
         raise ConfigError(f"{source_path}:1: {'; '.join(invalid)}; rename the column or map it with --mapping")
@@ -178,7 +183,7 @@ def ensure_properties(
             "the columns, or pass --create-properties to create them"
         )
     assert loops is not None
-    created = {name: contacts.types.get(name, "string") for name in missing}
+    created = {name: types.get(name, "string") for name in missing}
     for name, type_ in created.items():
         loops.create_property(name, type_)
     remember(state, Account({**account.properties, **created}, account.lists))
@@ -212,7 +217,8 @@ def _sync(
     classified, skipped = for_mode(classified, config.mode)
     # After every check that can refuse the run: creating a property is the run's first write.
     notes = ensure_properties(
-        contacts, account, loops, state, create=config.create_properties, source_path=config.source
+        filled_fields(contacts), contacts.types, account, loops, state, create=config.create_properties,
+        source_path=config.source,
     )
     options = PlanOptions(config.key, config.keep_empty, config.resubscribe)
     summary = Summary(dry_run=config.dry_run, rejected=contacts.rejects.height, unchanged=classified.unchanged,
@@ -284,9 +290,16 @@ def apply_plan(plan_path: Path, config: SyncConfig, runtime: Runtime | None = No
     ):
         state.check_key(header.key)
         check_plan_is_current(header, actions, state)
+        filled = sorted({name for action in actions for name, value in action.send.items() if value is not None})
+        account = remembered(state)
+        if _needs_account(account, filled, []):
+            account = fetch_account(loops)
+            remember(state, account)
+        notes = ensure_properties(filled, header.types, account, loops, state, create=config.create_properties,
+                                  source_path=plan_path)
         summary = Summary(rejected=header.rejected, unchanged=header.unchanged)
         with _outputs(config, summary, runtime.clock, started) as report:
-            result = SyncResult(summary, report.path, plan_path=plan_path)
+            result = SyncResult(summary, report.path, plan_path=plan_path, notes=notes)
             _execute(config, loops, types=header.types, actions=actions, total=len(actions), state=state,
                      summary=summary, report=report, key=header.key, create_only=header.mode == "create-only")
             result.interrupted = runtime.should_stop()

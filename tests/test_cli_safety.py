@@ -97,3 +97,16 @@ def test_a_refused_run_creates_no_property(cli: Any, emulator: LoopsEmulator, wo
 
     assert refused.status == 3
     assert [r for r in emulator.request_log()[since:] if r["method"] != "GET"] == []
+
+
+def test_apply_needs_the_plans_properties_to_exist(cli: Any, emulator: LoopsEmulator, workdir: Path) -> None:
+    (workdir / "v1.csv").write_text("email,plan\na@x.io,pro\n")
+    cli("sync", "v1.csv", "--dry-run", "--plan", "p.plan")
+
+    refused = cli("apply", "p.plan", "--report", "report.csv")
+
+    assert refused.status == 2
+    assert "Loops has no custom property plan (string) yet; nothing was sent" in refused.err
+    assert writes(emulator) == []
+    assert cli("apply", "p.plan", "--report", "report.csv", "--create-properties").status == 0
+    assert emulator.contact("a@x.io")["plan"] == "pro"  # type: ignore[index]
