@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
 
+from bulksync.cli import main
 from bulksync.emulator.core import Faults, LoopsEmulator
 from tests.conftest import API_KEY
 from tests.test_cli_sync import writes
@@ -152,3 +154,27 @@ def test_jsonl_report(cli: Any, workdir: Path) -> None:
     assert lines[0] == {"row": 1, "key": "ada.lovelace@example.com", "action": "reject", "status": "failed",
                         "http_status": None, "attempts": 0,
                         "error": "duplicate of row 2 (the last row for a contact wins)", "changes": None}
+
+
+# -- progress -------------------------------------------------------------------------------------------
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_only_on_a_terminal_and_not_with_no_progress(
+    workdir: Path, loops: Any, monkeypatch: Any, capsys: Any
+) -> None:
+    monkeypatch.setenv("LOOPS_API_KEY", API_KEY)
+    monkeypatch.setenv("LOOPS_BASE_URL", loops.url)
+    common = ["sync", "contacts.csv", "--rate-limit", "1000", "--create-properties", "--report", "r.csv"]
+
+    assert main([*common, "--state", "a.db"], out=io.StringIO(), err=_Terminal()) == 0
+    bar = capsys.readouterr().err
+    assert "47/47" in bar and "contact/s" in bar
+
+    assert main([*common, "--state", "b.db", "--no-progress"], out=io.StringIO(), err=_Terminal()) == 0
+    assert main([*common, "--state", "c.db"], out=io.StringIO(), err=io.StringIO()) == 0  # not a terminal
+    assert "47/47" not in capsys.readouterr().err
