@@ -6,7 +6,7 @@ No I/O here. ``classify`` is one polars join of the source against the state's h
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -76,6 +76,106 @@ class Classified:
     unchanged: int
 
 
+KEY_HASH = "__key_hash"
+STATE_ROW = "__state_row"  # a row's contact's position in the StateIndex; null for a contact new to the state
+STATUS = "__status"
+UNCHANGED, CHANGED, NEW = 0, 1, 2
+
+
+def key_hash(column: str = KEY) -> pl.Expr:
+    """A 64-bit hash of a key, to find it by number rather than by text."""
+    return plh.col(column).nchash.xxhash64()
+
+
+@dataclass(frozen=True)
+class StateIndex:
+    """The state's keys and row hashes ordered by key hash: a batch of source rows finds its
+    contacts by binary search, without joining (and hashing) the whole state once per batch.
+
+    Matches are checked on the key text too. If two state keys ever share a hash (astronomically
+    rare), lookups fall back to a join on the text: slower, never wrong.
+    """
+
+    frame: pl.DataFrame  # KEY, STATE_HASH, KEY_HASH; sorted by KEY_HASH
+    by_hash: bool
+
+    @classmethod
+    def of(cls, state_hashes: pl.DataFrame) -> StateIndex:
+        """The index of ``state_hashes`` (KEY, STATE_HASH); a saved index frame is only checked."""
+        frame = state_hashes
+        if KEY_HASH not in frame.columns:
+            frame = frame.with_columns(key_hash().alias(KEY_HASH))
+        frame = frame.select(KEY, STATE_HASH, KEY_HASH)
+        if not frame[KEY_HASH].is_sorted():
+            frame = frame.sort(KEY_HASH)
+        frame = frame.rechunk()  # gathering from one chunk is ten times faster than from many
+        return cls(frame, by_hash=frame[KEY_HASH].n_unique() == frame.height)
+
+    @property
+    def height(self) -> int:
+        return self.frame.height
+
+    def positions(self, keys: pl.DataFrame) -> pl.Series:
+        """Where each row's ``KEY`` is in the index (``KEY_HASH`` computed), or null where it is not."""
+        if self.height == 0:
+            return pl.Series(STATE_ROW, [None] * keys.height, dtype=pl.UInt32)
+        if not self.by_hash:
+            positions = self.frame.select(KEY).with_row_index(STATE_ROW)
+            joined = keys.select(KEY).join(positions, on=KEY, how="left", maintain_order="left")
+            return joined[STATE_ROW].cast(pl.UInt32)
+        hashes = keys[KEY_HASH].rechunk()
+        # Binary searches in key-hash order walk the index once instead of jumping about it.
+        order = hashes.arg_sort()
+        found = self.frame[KEY_HASH].search_sorted(hashes.gather(order), side="left")
+        at = pl.zeros(keys.height, pl.UInt32, eager=True).scatter(order, found).clip(upper_bound=self.height - 1)
+        match = (self.frame[KEY_HASH].gather(at) == hashes) & (self.frame[KEY].gather(at) == keys[KEY])
+        return pl.select(pl.when(match).then(at).otherwise(None).cast(pl.UInt32).alias(STATE_ROW)).to_series()
+
+
+def mark(contacts: pl.DataFrame, index: StateIndex, recheck: pl.Series | None = None) -> pl.DataFrame:
+    """``contacts`` (with ``HASH``) plus ``KEY_HASH``, ``STATE_ROW`` and ``STATUS``: NEW, CHANGED or
+    UNCHANGED against the state; a key in ``recheck`` counts as changed even if its hash is not."""
+    contacts = contacts.with_columns(key_hash().alias(KEY_HASH))
+    positions = index.positions(contacts)
+    stored = index.frame[STATE_HASH].gather(positions.fill_null(0)) if index.height else pl.lit(None, pl.Int64)
+    same = pl.col(HASH) == pl.lit(stored) if index.height else pl.lit(False)
+    if recheck is not None and recheck.len():
+        same = same & ~pl.col(KEY).is_in(recheck.implode())
+    status = (
+        pl.when(pl.col(STATE_ROW).is_null()).then(pl.lit(NEW))
+        .when(same).then(pl.lit(UNCHANGED))
+        .otherwise(pl.lit(CHANGED))
+    )
+    return contacts.with_columns(positions).with_columns(status.cast(pl.UInt8).alias(STATUS))
+
+
+def split(
+    marked: pl.DataFrame,
+    rows: pl.DataFrame,
+    index: StateIndex,
+    delete_missing: bool,
+    present: Iterable[pl.Series] = (),
+) -> Classified:
+    """Classified rows: ``marked`` (one per contact, from :func:`mark`) says what each is; ``rows``
+    holds at least the full rows of the new and changed ones. With ``delete_missing``, state contacts
+    at none of the ``STATE_ROW`` positions of ``marked`` and ``present`` are missing."""
+    status = marked[STATUS]
+    new = _rows(rows, marked.filter(status == NEW)[ROW])
+    changed = _rows(rows, marked.filter(status == CHANGED)[ROW])
+    unchanged = int((status == UNCHANGED).sum())
+    missing: list[str] = []
+    if delete_missing and marked.height:  # a source with no valid rows never deletes anything
+        seen = pl.concat([marked[STATE_ROW], *present]).drop_nulls()
+        gone = index.frame.with_row_index(STATE_ROW).filter(~pl.col(STATE_ROW).is_in(seen.implode()))
+        missing = gone[KEY].sort().to_list()
+    return Classified(new=new, changed=changed, missing=missing, unchanged=unchanged)
+
+
+def _rows(rows: pl.DataFrame, wanted: pl.Series) -> pl.DataFrame:
+    picked = rows.filter(pl.col(ROW).is_in(wanted.implode()))
+    return picked.drop(KEY_HASH, STATE_ROW, STATUS, strict=False).sort(ROW)
+
+
 def classify(
     contacts: pl.DataFrame,
     state_hashes: pl.DataFrame,
@@ -83,52 +183,18 @@ def classify(
     recheck: Iterable[str] = (),
     keep: Iterable[str] = (),
 ) -> Classified:
-    """Join source rows (with ``HASH``) to the state's hashes by key; ``recheck`` keys count as changed."""
-    joined, on = _join_by_key(contacts, state_hashes)
-    known = pl.col(STATE_HASH).is_not_null()
-    differs = pl.col(HASH) != pl.col(STATE_HASH)
-    recheck = list(recheck)
-    if recheck:
-        differs = differs | pl.col(KEY).is_in(recheck)
-    own = [c for c in joined.columns if c in contacts.columns]
-    new = joined.filter(~known).select(own).sort(ROW)
-    changed = joined.filter(known & differs).select(own).sort(ROW)
-    unchanged = joined.height - new.height - changed.height
-    missing: list[str] = []
-    if delete_missing and contacts.height:  # a source with no valid rows never deletes anything
-        # ``keep``: keys of rows that were rejected: still in the source, so never deleted
-        present = pl.concat([contacts.select(KEY), pl.DataFrame({KEY: list(keep)}, schema={KEY: pl.String})])
-        gone = on(state_hashes).join(on(present), on=_JOIN_KEY, how="anti")
-        missing = gone[KEY].sort().to_list()
-    return Classified(new=new, changed=changed, missing=missing, unchanged=unchanged)
+    """The whole source at once: ``contacts`` (one row per key, with ``HASH``) against the state's
+    hashes. ``recheck`` keys count as changed; ``keep`` keys (rows rejected, still in the source)
+    are never missing."""
+    index = StateIndex.of(state_hashes)
+    marked = mark(contacts, index, pl.Series(list(recheck), dtype=pl.String))
+    return split(marked, marked, index, delete_missing, [kept_positions(index, keep)])
 
 
-_JOIN_KEY = "__join_key"
-_STATE_KEY = "__state_key"
-
-
-def _hash_keyed(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.with_columns(plh.col(KEY).nchash.xxhash64().alias(_JOIN_KEY))
-
-
-def _text_keyed(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.with_columns(pl.col(KEY).alias(_JOIN_KEY))
-
-
-def _join_by_key(
-    contacts: pl.DataFrame, state_hashes: pl.DataFrame
-) -> tuple[pl.DataFrame, Callable[[pl.DataFrame], pl.DataFrame]]:
-    """Left-join by key, on a 64-bit hash of it: three times faster than joining the strings.
-
-    Keys are compared after the join; if two keys ever share a hash, the join is redone on the
-    strings, so a collision costs time, never correctness. Also returns how to key other frames.
-    """
-    state = _hash_keyed(state_hashes).rename({KEY: _STATE_KEY})
-    joined = _hash_keyed(contacts).join(state, on=_JOIN_KEY, how="left")
-    collided = (pl.col(_STATE_KEY).is_not_null() & (pl.col(KEY) != pl.col(_STATE_KEY))).any()
-    if joined.height == contacts.height and not joined.select(collided).item():
-        return joined, _hash_keyed
-    return contacts.join(state_hashes, on=KEY, how="left"), _text_keyed
+def kept_positions(index: StateIndex, keys: Iterable[str]) -> pl.Series:
+    """The index positions of ``keys`` (for rejected rows: still in the source, so never missing)."""
+    frame = pl.DataFrame({KEY: list(keys) if not isinstance(keys, pl.Series) else keys}, schema={KEY: pl.String})
+    return index.positions(frame.with_columns(key_hash().alias(KEY_HASH)))
 
 
 def row_fields(row: Mapping[str, Any]) -> dict[str, str | None]:

@@ -52,7 +52,16 @@ class Contacts:
 
 
 def normalise(source: Source, key: KeyField = "email") -> Contacts:
-    """Map, clean, validate and de-duplicate the rows of ``source``."""
+    """Map, clean, validate and de-duplicate the rows of ``source`` (all of them at once)."""
+    checked = validate(source, key)
+    valid, duplicates = deduplicate(checked.frame, key)
+    rejects = pl.concat([checked.rejects, duplicates]).sort(ROW)
+    return Contacts(frame=valid, types=checked.types, rejects=rejects)
+
+
+def validate(source: Source, key: KeyField = "email") -> Contacts:
+    """Clean and check the rows of ``source`` (one batch of a file): its frame may still hold
+    several rows per contact, which only :func:`deduplicate`, over the whole file, can settle."""
     renames = _field_names(source)
     frame = source.frame.rename(renames)
     kinds = {renames.get(c, c): kind for c, kind in source.kinds.items()}
@@ -66,25 +75,32 @@ def normalise(source: Source, key: KeyField = "email") -> Contacts:
         _reason(fields, types, key, list_reason, source.may_hold_nul).alias(REASON),
     )
     frame = frame.with_columns(_canonical_booleans(fields, types)).drop(LISTS_INVALID, strict=False)
-    valid = frame.filter(pl.col(REASON).is_null())
-    rejects = frame.filter(pl.col(REASON).is_not_null()).select(ROW, shortened(pl.col(KEY), 200).alias(KEY), REASON)
-    valid, duplicates = _last_row_wins(valid)
-    valid, shared = _other_identifier_once(valid, "userId" if key == "email" else "email")
-    earlier = [
-        pl.DataFrame(
-            {ROW: [r for r, _ in source.malformed], REASON: [m for _, m in source.malformed]},
-            schema={ROW: pl.UInt32, REASON: pl.String},
+    if frame[REASON].null_count() == frame.height:  # the usual case: no copy of the frame
+        valid, rejects = frame, _NO_REJECTS
+    else:
+        valid = frame.filter(pl.col(REASON).is_null())
+        rejects = frame.filter(pl.col(REASON).is_not_null()).select(
+            ROW, shortened(pl.col(KEY), 200).alias(KEY), REASON
         )
-    ]
-    keyless = pl.concat(earlier).select(ROW, pl.lit(None, dtype=pl.String).alias(KEY), REASON)
+    keyless = pl.DataFrame(
+        {ROW: [r for r, _ in source.malformed], REASON: [m for _, m in source.malformed]},
+        schema={ROW: pl.UInt32, REASON: pl.String},
+    ).select(ROW, pl.lit(None, dtype=pl.String).alias(KEY), REASON)
     if source.rejects is not None:  # rows the mapping refused: named by their key when it is there
         refused = source.rejects
         key_value = _trimmed(key, "string") if key in refused.columns else pl.lit(None, dtype=pl.String)
         keyless = pl.concat([keyless, refused.select(pl.col(ROW).cast(pl.UInt32), key_value.alias(KEY), REASON)])
-    rejects = pl.concat(
-        [rejects.cast({ROW: pl.UInt32}), duplicates.cast({ROW: pl.UInt32}), shared.cast({ROW: pl.UInt32}), keyless]
-    ).sort(ROW)
+    rejects = pl.concat([rejects.cast({ROW: pl.UInt32}), keyless]).sort(ROW)
     return Contacts(frame=valid.drop(REASON), types=types, rejects=rejects)
+
+
+def deduplicate(valid: pl.DataFrame, key: KeyField = "email") -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One row per contact: the last row of each key wins, and no two contacts share the other
+    identifier. ``valid`` needs only ``ROW``, ``KEY`` and the other identifier's column (when the
+    source has one). Returns the rows kept and the rejected ones, each with its reason."""
+    valid, duplicates = _last_row_wins(valid)
+    valid, shared = _other_identifier_once(valid, "userId" if key == "email" else "email")
+    return valid, pl.concat([duplicates.cast({ROW: pl.UInt32}), shared.cast({ROW: pl.UInt32})])
 
 
 def message(*parts: str | pl.Expr) -> pl.Expr:
@@ -284,11 +300,15 @@ def _keep_last(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Of the rows sharing a value of ``column``, keep the last; the others are rejected with ``reason``.
 
-    Rows are screened by a 64-bit hash of the value (much cheaper than comparing strings); only
-    rows whose hash repeats, true repeats or a rare collision, are compared exactly.
+    Rows are screened by a 64-bit hash of the value (much cheaper than comparing strings): if all
+    hashes differ, so do the values; otherwise only rows whose hash repeats, true repeats or a rare
+    collision, are compared exactly.
     """
-    present = valid.filter(pl.col(column).is_not_null())
-    suspects = present.filter(plh.col(column).nchash.xxhash64().is_duplicated())
+    hashes = valid.select(plh.col(column).nchash.xxhash64()).to_series()
+    if hashes.n_unique() == valid.height - max(hashes.null_count() - 1, 0):  # nulls count once in n_unique
+        return valid, _NO_REJECTS
+    suspect = pl.col(column).is_not_null() & hashes.is_duplicated()
+    suspects = valid.select(*dict.fromkeys([ROW, KEY, column])).filter(suspect)
     repeats = suspects.filter(pl.col(column).is_duplicated()) if suspects.height else suspects
     if repeats.height == 0:
         return valid, _NO_REJECTS

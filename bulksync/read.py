@@ -1,8 +1,9 @@
-"""Stage 1: stream a CSV or JSONL file (optionally gzipped) into a polars frame of text columns.
+"""Stage 1: stream a CSV or JSONL file (optionally gzipped) as polars frames of text columns.
 
 Every value stays text here (``02134`` stays ``02134``); types are decided by ``normalise``. Each
 record keeps its 1-based position in the source in the ``ROW`` column so that every later message
-can point at it.
+can point at it. A CSV file is read in batches of about ``BATCH_BYTES`` cut at record boundaries,
+so a file of any size passes through a bounded amount of memory.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,8 @@ from bulksync.errors import InputError
 ROW = "__row"
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 JSONL_CHUNK_LINES = 50_000
+BLOCK_BYTES = 8 << 20  # read from disk (or gzip) this much at a time
+BATCH_BYTES = 48 << 20  # parse about this much CSV per batch: a few hundred thousand rows
 
 # The kinds a JSONL value can have; CSV values are all "string".
 ValueKind = str
@@ -47,13 +52,42 @@ class Source:
     def line_of(self, row: int) -> int:
         """The line a record starts on, assuming no quoted line breaks before it."""
         return row + self.header_lines
+
     @property
     def columns(self) -> list[str]:
         return [c for c in self.frame.columns if c != ROW]
 
 
+@dataclass
+class SourceStream:
+    """An opened source: its columns (``header``, a Source without rows) and then its rows, batch by batch.
+
+    ``batches`` yields at least one Source; each has the header's columns and the next records.
+    """
+
+    header: Source
+    batches: Iterator[Source]
+
+
 def read_source(path: Path, encoding: str = "utf-8", delimiter: str | None = None) -> Source:
-    """Read ``path`` by its extension: .csv or .jsonl/.ndjson, each optionally .gz."""
+    """The whole of ``path`` as one Source (for what needs every row at once: check, baseline)."""
+    stream = open_source(path, encoding, delimiter)
+    parts = list(stream.batches)
+    return Source(
+        path=path,
+        frame=pl.concat([part.frame for part in parts]) if len(parts) > 1 else parts[0].frame,
+        kinds=stream.header.kinds,
+        malformed=[record for part in parts for record in part.malformed],
+        header_lines=stream.header.header_lines,
+        may_hold_nul=any(part.may_hold_nul for part in parts),
+    )
+
+
+def open_source(path: Path, encoding: str = "utf-8", delimiter: str | None = None) -> SourceStream:
+    """Open ``path`` by its extension: .csv, .tsv or .jsonl/.ndjson, each optionally .gz.
+
+    The header is read and checked here; the rows are read as ``batches`` is consumed.
+    """
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] == ".gz":
         suffixes = suffixes[:-1]
@@ -63,18 +97,20 @@ def read_source(path: Path, encoding: str = "utf-8", delimiter: str | None = Non
             f"{path}: unknown source format {fmt or '(no extension)'!r}; "
             "name the file .csv, .tsv, .jsonl or .ndjson (optionally .gz)"
         )
-    data = _utf8(path, _read_bytes(path), encoding)
+    blocks = _utf8_blocks(path, encoding)
     if fmt in (".jsonl", ".ndjson"):
-        return _read_jsonl(path, _text(path, data))
-    return _read_csv(path, data, delimiter or ("\t" if fmt == ".tsv" else None))
+        # JSONL is read whole: a column's kind (number, boolean, ...) is known only after every line.
+        source = _read_jsonl(path, _text(path, b"".join(blocks)))
+        header = Source(path=path, frame=source.frame.clear(), kinds=source.kinds, header_lines=0)
+        return SourceStream(header, iter([source]))
+    return _open_csv(path, blocks, delimiter or ("\t" if fmt == ".tsv" else None), encoding)
 
 
-def _read_bytes(path: Path) -> bytes:
+def _raw_blocks(path: Path) -> Iterator[bytes]:
     try:
-        if path.suffix.lower() == ".gz":
-            with gzip.open(path, "rb") as fh:
-                return fh.read()
-        return path.read_bytes()
+        with gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb") as fh:
+            while block := fh.read(BLOCK_BYTES):
+                yield block
     except FileNotFoundError:
         raise InputError(f"{path}: no such file; check the SOURCE path") from None
     except IsADirectoryError:
@@ -83,36 +119,51 @@ def _read_bytes(path: Path) -> bytes:
         raise InputError(f"{path}: cannot be read ({exc}); check the file is complete") from None
 
 
-def _utf8(path: Path, data: bytes, encoding: str) -> bytes:
-    """The file as UTF-8 bytes without a BOM and with ``\n`` line ends (universal newlines).
+def _utf8_blocks(path: Path, encoding: str) -> Iterator[bytes]:
+    """The file as UTF-8 blocks without a BOM and with ``\\n`` line ends (universal newlines).
 
     UTF-8 input stays bytes (polars validates it while parsing, so a valid file is never decoded
-    here); another encoding is decoded and re-encoded.
+    here); another encoding is decoded and re-encoded, block by block.
     """
-    if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
-        data = data.removeprefix(codecs.BOM_UTF8)
-    else:
-        try:
-            data = data.decode(encoding).encode("utf-8")
-        except LookupError:
-            raise InputError(f"unknown --encoding {encoding!r}; use a Python codec name such as latin-1") from None
-        except UnicodeDecodeError as exc:
-            raise _undecodable(path, data, exc, encoding) from None
-    if b"\r" in data:  # CRLF, classic Mac CR, or a mix: polars only splits on \n
-        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    return data
+    is_utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+    try:
+        decoder = None if is_utf8 else codecs.getincrementaldecoder(encoding)()
+    except LookupError:
+        raise InputError(f"unknown --encoding {encoding!r}; use a Python codec name such as latin-1") from None
+    lines = 0  # line breaks already passed, to name the line of a bad byte
+    carried = b""  # a block ending in \r may be half of a \r\n
+    raw_blocks = chain(_raw_blocks(path), [b""])  # the empty block flushes the decoder
+    for number, raw in enumerate(raw_blocks):
+        data = raw
+        if decoder is not None:
+            try:
+                data = decoder.decode(raw, final=not raw).encode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _undecodable(path, raw, exc, encoding, lines) from None
+        elif number == 0:
+            data = data.removeprefix(codecs.BOM_UTF8)
+        data = carried + data
+        carried = b""
+        if data.endswith(b"\r") and raw:
+            data, carried = data[:-1], b"\r"
+        if b"\r" in data:  # CRLF, classic Mac CR, or a mix: polars only splits on \n
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if decoder is not None:
+            lines += data.count(b"\n")
+        if data:
+            yield data
 
 
-def _text(path: Path, data: bytes) -> str:
+def _text(path: Path, data: bytes, lines_before: int = 0) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _undecodable(path, data, exc, "utf-8") from None
+        raise _undecodable(path, data, exc, "utf-8", lines_before) from None
 
 
-def _undecodable(path: Path, data: bytes, exc: UnicodeDecodeError, encoding: str) -> InputError:
+def _undecodable(path: Path, data: bytes, exc: UnicodeDecodeError, encoding: str, lines_before: int) -> InputError:
     """A bad byte names its line (any line ends) and suggests ``--encoding``."""
-    line = len(_LINE_BREAK.findall(data, 0, exc.start)) + 1
+    line = lines_before + len(_LINE_BREAK.findall(data, 0, exc.start)) + 1
     return InputError(
         f"{path}:{line}: byte 0x{data[exc.start]:02x} is not valid {encoding}; "
         "pass the file's encoding, e.g. --encoding latin-1 or --encoding cp1252"
@@ -132,36 +183,143 @@ def sniff_delimiter(header_line: str) -> str:
     return best if counts[best] else ","
 
 
-def _read_csv(path: Path, data: bytes, delimiter: str | None) -> Source:
-    if data.isspace() or not data:
-        raise InputError(f"{path}: the file is empty; expected a header line such as 'email,firstName'")
-    end = data.find(b"\n")
-    header_line = _text(path, data if end < 0 else data[:end])  # slicing, not split: no copy of the file
+def _open_csv(path: Path, blocks: Iterator[bytes], delimiter: str | None, encoding: str) -> SourceStream:
+    head = b""
+    for block in blocks:
+        head += block
+        if b"\n" in head:
+            break
+    if not head.strip():  # blank so far: only the rest of the file can tell whether it is empty
+        head += b"".join(blocks)
+        if not head.strip():
+            raise InputError(f"{path}: the file is empty; expected a header line such as 'email,firstName'")
+    end = head.find(b"\n")
+    header_bytes, rest = (head, b"") if end < 0 else (head[:end], head[end + 1 :])
+    header_line = _text(path, header_bytes)
     separator = delimiter or sniff_delimiter(header_line)
     width = _check_header(path, header_line, separator)
+    try:
+        columns = _polars_csv(header_bytes + b"\n", separator, ragged=False).columns
+    except pl.exceptions.PolarsError as exc:
+        raise _unreadable(path, exc) from None
+    garbled = next((name for name in columns if not name.isprintable()), None)
+    if garbled is not None:
+        raise InputError(f"{path}:1: column name {garbled!r} holds a control character or line break; rename it")
+    header = Source(
+        path=path, frame=pl.DataFrame(schema={ROW: pl.UInt32, **{c: pl.String for c in columns}}),
+        kinds={c: "string" for c in columns}, header_lines=1, may_hold_nul=False,
+    )
+    batches = _csv_batches(header, header_bytes + b"\n", chain([rest], blocks), separator=separator, width=width,
+                           lines_before=lambda offset: _lines_before(path, encoding, offset))
+    return SourceStream(header, batches)
+
+
+def _csv_batches(
+    header: Source,
+    header_bytes: bytes,
+    blocks: Iterable[bytes],
+    *,
+    separator: str,
+    width: int,
+    lines_before: Callable[[int], int],
+) -> Iterator[Source]:
+    records = 0  # records in earlier batches: the next batch's ROW numbers follow them
+    offset = len(header_bytes)  # where the batch starts in the (normalised) text
+    for chunk in _record_chunks(blocks, header_bytes):
+        batch, count = _csv_batch(header, chunk, separator=separator, width=width, records_before=records,
+                                  lines_before=partial(lines_before, offset))
+        yield batch
+        records += count
+        offset += len(chunk) - len(header_bytes)
+
+
+def _lines_before(path: Path, encoding: str, offset: int) -> int:
+    """How many line breaks the text has before ``offset``: read again, only to name a line in an error."""
+    lines = 0
+    for block in _utf8_blocks(path, encoding):
+        lines += block.count(b"\n", 0, max(0, offset))
+        offset -= len(block)
+        if offset <= 0:
+            break
+    return lines
+
+
+def _csv_batch(
+    header: Source, data: bytes, *, separator: str, width: int, records_before: int, lines_before: Callable[[], int]
+) -> tuple[Source, int]:
+    """One batch (``data`` starts with the header line) and how many records it held."""
+    frame, malformed = _parse_chunk(header.path, data, separator, width, lines_before)
+    count = frame.height
+    frame = frame.with_row_index(ROW, offset=records_before + 1)
+    malformed = [(records_before + row, reason) for row, reason in malformed]
+    if malformed:
+        frame = frame.filter(~pl.col(ROW).is_in([row for row, _ in malformed]))
+    source = Source(
+        path=header.path, frame=frame, kinds=dict(header.kinds), malformed=malformed, header_lines=1,
+        may_hold_nul=b"\x00" in data,
+    )
+    return source, count
+
+
+def _record_chunks(blocks: Iterable[bytes], header: bytes) -> Iterator[bytes]:
+    """The records re-cut into batches of about ``BATCH_BYTES``, each starting with ``header`` and
+    ending at a record boundary: a line break with an even number of quote characters before it.
+
+    Always yields at least one batch (the header alone, for a file without records).
+    """
+    parts = [header]
+    size = 0
+    quotes = 0  # quote characters in parts[1:]
+    yielded = False
+    for block in blocks:
+        end = _record_end(block, quotes % 2) if size + len(block) >= BATCH_BYTES else None
+        if end is None:
+            parts.append(block)
+            size += len(block)
+            quotes += block.count(b'"')
+            continue
+        parts.append(block[:end])
+        yield b"".join(parts)
+        yielded = True
+        rest = block[end:]
+        parts, size, quotes = [header, rest], len(rest), rest.count(b'"')
+    if size or not yielded:
+        yield b"".join(parts)
+
+
+def _record_end(block: bytes, parity: int) -> int | None:
+    """Just past the last line break in ``block`` outside quotes, given the parity of the quotes before it."""
+    end = block.rfind(b"\n")
+    quotes = parity + block.count(b'"', 0, end) if end >= 0 else 0
+    while end >= 0 and quotes % 2:
+        previous = block.rfind(b"\n", 0, end)
+        quotes -= block.count(b'"', max(previous, 0), end)
+        end = previous
+    return None if end < 0 else end + 1
+
+
+def _parse_chunk(
+    path: Path, data: bytes, separator: str, width: int, lines_before: Callable[[], int]
+) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
+    """A header line plus records, parsed; records longer than the header become (number, reason).
+
+    ``lines_before`` counts the source lines before the batch's first record (the header's included).
+    """
     malformed: list[tuple[int, str]] = []
     try:
         frame = _polars_csv(data, separator, ragged=False)
     except pl.exceptions.PolarsError as exc:
         # Polars refuses a file with rows longer than the header (or bad UTF-8, which _text names):
         # find the long rows, reject them, read the rest.
-        malformed = _ragged_records(_text(path, data), separator, width)
+        before = lines_before() - 1  # the batch's own copy of the header is its first line
+        malformed = _ragged_records(_text(path, data, before), separator, width, before)
         if not malformed:
             raise _unreadable(path, exc) from None
         try:
             frame = _polars_csv(data, separator, ragged=True)
         except pl.exceptions.PolarsError as again:
             raise _unreadable(path, again) from None
-    garbled = next((name for name in frame.columns if not name.isprintable()), None)
-    if garbled is not None:
-        raise InputError(f"{path}:1: column name {garbled!r} holds a control character or line break; rename it")
-    frame = frame.with_row_index(ROW, offset=1)
-    if malformed:
-        frame = frame.filter(~pl.col(ROW).is_in([row for row, _ in malformed]))
-    kinds = {c: "string" for c in frame.columns if c != ROW}
-    return Source(
-        path=path, frame=frame, kinds=kinds, malformed=malformed, header_lines=1, may_hold_nul=b"\x00" in data
-    )
+    return frame, malformed
 
 
 def _unreadable(path: Path, exc: Exception) -> InputError:
@@ -176,13 +334,16 @@ def _polars_csv(data: bytes, separator: str, ragged: bool) -> pl.DataFrame:
     )
 
 
-def _ragged_records(text: str, separator: str, width: int) -> list[tuple[int, str]]:
-    """Records with more fields than the header, found by the csv module when polars refuses the file."""
+def _ragged_records(text: str, separator: str, width: int, lines_before: int = 0) -> list[tuple[int, str]]:
+    """Records with more fields than the header, found by the csv module when polars refuses the file.
+
+    ``text`` starts with the header line; ``lines_before`` is how many source lines precede that copy of it.
+    """
     try:
         records = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
         next(records, None)
         return [
-            (number, f"line {records.line_num}: {len(fields)} fields but the header has {width}; "
+            (number, f"line {lines_before + records.line_num}: {len(fields)} fields but the header has {width}; "
                      "check its quoting and separators")
             for number, fields in enumerate(records, start=1)
             if len(fields) > width

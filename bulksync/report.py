@@ -80,7 +80,12 @@ def describe_change(change: Change) -> str:
 
 
 def describe_changes(action: Action) -> str:
-    """Every field the action changes, ``;``-separated (built directly: it runs once per planned row)."""
+    """Every field the action changes, ``;``-separated (built directly: it runs once per planned row).
+
+    A delete changes no field: it removes the contact.
+    """
+    if action.kind == "delete":
+        return ""
     before = action.before
     return "; ".join(
         change_text(name, before.get(name), value) for name, value in action.send.items() if before.get(name) != value
@@ -91,8 +96,9 @@ def _shown(value: str | None) -> str:
     """A value in double quotes, backslash-escaped (JSON-like, but cheaper than json.dumps per cell)."""
     if value is None:
         return "(empty)"
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
+    if "\\" in value or '"' in value:
+        value = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{value}"'
 
 
 class ReportWriter:

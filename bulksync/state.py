@@ -157,7 +157,8 @@ class StateStore:
         return self._hashes_from_db()
 
     def save_snapshot(self, hashes: pl.DataFrame) -> None:
-        """Remember ``hashes`` (which must equal the contacts table now) for the next run's plan."""
+        """Remember ``hashes`` (which must equal the contacts table now, by key and row hash) for the
+        next run's plan; any other columns (such as an index's key hashes) are kept too."""
         if self.readonly:
             return
         target = self._snapshot_path(self.generation())
@@ -165,7 +166,7 @@ class StateStore:
             old.unlink(missing_ok=True)
         temporary = target.with_name(target.name + ".tmp")
         with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
-            hashes.select(_KEY, STATE_HASH).write_ipc(fh)
+            hashes.write_ipc(fh)
         os.replace(temporary, target)  # atomic: a reader sees the whole snapshot or none
 
     def _snapshot_path(self, generation: int) -> Path:

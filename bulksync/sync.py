@@ -22,18 +22,21 @@ from bulksync.client import check_base_url
 from bulksync.config import DeleteLimit, HttpConfig, KeyField, Mode, SyncConfig
 from bulksync.connection import Connection, Runtime
 from bulksync.diff import (
+    STATE_ROW,
     Action,
     Classified,
     PlanOptions,
+    StateIndex,
     applied,
-    classify,
     held_back,
+    kept_positions,
     plan_create,
     plan_delete,
     plan_updates,
+    split,
 )
 from bulksync.errors import ConfigError, DeleteGuardError, StateError
-from bulksync.fingerprint import HASH, with_fingerprint
+from bulksync.fingerprint import HASH
 from bulksync.lock import run_lock
 from bulksync.mapping import (
     MappingSpec,
@@ -44,11 +47,12 @@ from bulksync.mapping import (
     merge,
     target_problem,
 )
-from bulksync.normalise import KEY, Contacts, field_names, normalise, require_identity
+from bulksync.normalise import KEY, field_names, require_identity
 from bulksync.plan import PlanHeader, PlanWriter, read_plan
 from bulksync.push import Outcome, push_all
-from bulksync.read import ROW, Source, read_source
+from bulksync.read import ROW, Source, SourceStream, open_source
 from bulksync.report import ReportWriter, Summary, write_json
+from bulksync.scan import Scanned, scan
 from bulksync.state import STATE_HASH, Fields, StateStore, hashes_after, utc_now
 from bulksync.throttle import Clock
 
@@ -79,15 +83,16 @@ def run_sync(config: SyncConfig, runtime: Runtime | None = None) -> SyncResult:
         check_credentials(config.http)
     spec = mapping_spec(config.mapping_path, config.preset)
     with nullcontext() if config.dry_run else run_lock(config.state_path):
-        source = read_source(config.source, config.encoding, config.delimiter)  # a bad file creates no state
+        stream = open_source(config.source, config.encoding, config.delimiter)  # a bad header creates no state
         with (
             StateStore.open(config.state_path, readonly=config.dry_run) as state,
             _connect(config, runtime) as loops,
         ):
             state.check_key(config.key)
-            contacts, frame, account = load_contacts(source, spec, config.key, state, loops)
-            del source  # the raw text columns are not needed past normalising: they would double peak memory
-            return _sync(config, runtime, started=started, contacts=contacts, frame=frame, state=state,
+            index = StateIndex.of(state.hashes())
+            recheck = pl.Series(state.held_back_keys(), dtype=pl.String) if config.resubscribe else None
+            scanned, account = load_contacts(stream, spec, config.key, state, loops, index=index, recheck=recheck)
+            return _sync(config, runtime, started=started, scanned=scanned, index=index, state=state,
                          loops=loops, account=account)
 
 
@@ -118,35 +123,35 @@ def _mapped(source: Source, spec: MappingSpec | None, account: Account | None) -
 
 
 def load_contacts(
-    source: Source, spec: MappingSpec | None, key: KeyField, state: StateStore, loops: Connection | None
-) -> tuple[Contacts, pl.DataFrame, Account | None]:
-    """Map (typing values as the account's properties say) and normalise; the frame carries hashes.
+    stream: SourceStream,
+    spec: MappingSpec | None,
+    key: KeyField,
+    state: StateStore,
+    loops: Connection | None,
+    *,
+    index: StateIndex,
+    recheck: pl.Series | None = None,
+) -> tuple[Scanned, Account | None]:
+    """Map (typing values as the account's properties say), normalise and mark every batch.
 
     The account's properties and lists come from the state's remembered copy; Loops is asked
     again only when the source names something that copy does not know.
     """
     account = remembered(state)
-    mapped = _mapped(source, spec, account)
-    names = field_names(mapped)
-    require_identity(mapped, names, key)  # a file that cannot work fails before any request
+    header = _mapped(stream.header, spec, account)
+    names = field_names(header)
+    require_identity(header, names, key)  # a file that cannot work fails before any request
     list_refs = spec.list_refs() if spec else []
     if loops is not None and _needs_account(account, names, list_refs):
         account = fetch_account(loops)
         remember(state, account)
-        mapped = _mapped(source, spec, account)
-    contacts = normalise(mapped, key)
-    return contacts, with_fingerprint(contacts.frame, contacts.fields, contacts.types), account
+    return scan(stream, key, index, lambda batch: _mapped(batch, spec, account), recheck), account
 
 
 def _needs_account(account: Account | None, fields: list[str], list_refs: list[str]) -> bool:
     if not custom_fields(fields) and not list_refs:
         return False  # nothing to type, nothing to check
     return account is None or not account.knows(fields, list_refs)
-
-
-def filled_fields(contacts: Contacts) -> list[str]:
-    """The fields at least one valid row gives a value."""
-    return [name for name in contacts.fields if contacts.frame[name].null_count() < contacts.frame.height]
 
 
 def ensure_properties(
@@ -195,33 +200,33 @@ def _sync(
     runtime: Runtime,
     *,
     started: float,
-    contacts: Contacts,
-    frame: pl.DataFrame,
+    scanned: Scanned,
+    index: StateIndex,
     state: StateStore,
     loops: Connection | None,
     account: Account | None,
 ) -> SyncResult:
-    known = state.hashes()
-    if config.delete_missing and frame.height == 0 and known.height:
+    if config.delete_missing and scanned.contacts.height == 0 and index.height:
         raise DeleteGuardError(
-            f"{config.source} has no valid rows: refusing to delete all {known.height:,} contacts in state, "
+            f"{config.source} has no valid rows: refusing to delete all {index.height:,} contacts in state, "
             "whatever --max-delete says. Nothing was sent. Check the export"
         )
-    recheck = state.held_back_keys() if config.resubscribe else []
-    frame, unprocessed = limited(frame, config.limit)
-    rejected_keys = contacts.rejects[KEY].drop_nulls()
-    unreadable = contacts.rejects[KEY].null_count()
-    deleting = config.delete_missing and not (unreadable and known.height)
-    classified = classify(frame, known, deleting, recheck, keep=rejected_keys)
-    check_delete_limit(len(classified.missing), known.height, config.max_delete)
+    processed, unprocessed = limited(scanned.contacts, config.limit)
+    rejects = scanned.rejects
+    unreadable = rejects[KEY].null_count()
+    deleting = config.delete_missing and not (unreadable and index.height)
+    # Rows past --limit and rejected rows are still in the source: their contacts are never missing.
+    present = [unprocessed[STATE_ROW], kept_positions(index, rejects[KEY].drop_nulls())]
+    classified = split(processed, scanned.rows, index, deleting, present)
+    check_delete_limit(len(classified.missing), index.height, config.max_delete)
     classified, skipped = for_mode(classified, config.mode)
     # After every check that can refuse the run: creating a property is the run's first write.
     notes = ensure_properties(
-        filled_fields(contacts), contacts.types, account, loops, state, create=config.create_properties,
+        scanned.filled, scanned.types, account, loops, state, create=config.create_properties,
         source_path=config.source,
     )
     options = PlanOptions(config.key, config.keep_empty, config.resubscribe)
-    summary = Summary(dry_run=config.dry_run, rejected=contacts.rejects.height, unchanged=classified.unchanged,
+    summary = Summary(dry_run=config.dry_run, rejected=rejects.height, unchanged=classified.unchanged,
                       skipped=unprocessed.height + sum(rows.height for _, rows, _ in skipped))
     with _outputs(config, summary, runtime.clock, started) as report:
         result = SyncResult(summary, report.path, notes=notes)
@@ -231,7 +236,7 @@ def _sync(
                 "no contact is deleted this run"
             )
             log.warning(result.notes[-1])
-        for row, key, reason in contacts.rejects.iter_rows():
+        for row, key, reason in rejects.iter_rows():
             report.reject(row, key, reason)
             if len(result.rejects_preview) < PREVIEW_ACTIONS:
                 result.rejects_preview.append((row, key, reason))
@@ -240,18 +245,18 @@ def _sync(
                 report.skipped(row, key, action_name, reason)
         for row, key in unprocessed.select(ROW, KEY).iter_rows():
             report.skipped(row, key, "none", f"not processed (--limit {config.limit})")
-        actions = iter_actions(classified, state, options)
+        actions = iter_actions(classified, state, options, delete_details=config.plan_path is not None)
         if config.dry_run:
-            plan = _plan_writer(config, state, contacts, _total(classified), classified.unchanged)
+            plan = _plan_writer(config, state, scanned, _total(classified), classified.unchanged)
             result.plan_path = plan.path if plan else None
             _preview(actions, summary, report, result, plan)
         else:
             assert loops is not None
-            changes = _execute(config, loops, types=contacts.types, actions=actions, total=_total(classified),
+            changes = _execute(config, loops, types=scanned.types, actions=actions, total=_total(classified),
                                state=state, summary=summary, report=report, key=config.key,
                                create_only=config.mode == "create-only")
             if changes is not None:
-                state.save_snapshot(hashes_after(known, changes))
+                state.save_snapshot(StateIndex.of(hashes_after(index.frame, changes)).frame)
             result.interrupted = runtime.should_stop()
         summary.requests = loops.requests if loops else 0
     return result
@@ -356,20 +361,28 @@ def record_baseline(
     sync would type them (otherwise the first sync would re-send every typed value once).
     """
     with run_lock(state_path):
-        source = read_source(source_path, encoding, delimiter)
+        stream = open_source(source_path, encoding, delimiter)
         with StateStore.open(state_path) as state:
             state.check_key(key)
-            contacts, frame, _ = load_contacts(source, spec, key, state, loops)
             known = state.hashes()
-            state.save_frame(frame, KEY, HASH, contacts.fields)
+            everyone = StateIndex.of(known.clear())  # against no state, every row is new: all are recorded
+            scanned, _ = load_contacts(stream, spec, key, state, loops, index=everyone)
+            frame = split(scanned.contacts, scanned.rows, everyone, delete_missing=False).new
+            state.save_frame(frame, KEY, HASH, scanned.fields)
             recorded = frame.select(pl.col(KEY), pl.col(HASH).alias(STATE_HASH))
-            state.save_snapshot(pl.concat([known.join(recorded, on=KEY, how="anti"), recorded]))
+            state.save_snapshot(StateIndex.of(pl.concat([known.join(recorded, on=KEY, how="anti"), recorded])).frame)
             state.set_meta({"key": key, "last_baseline": utc_now()})
-    return Summary(unchanged=frame.height, rejected=contacts.rejects.height)
+    return Summary(unchanged=frame.height, rejected=scanned.rejects.height)
 
 
-def iter_actions(classified: Classified, state: StateStore, options: PlanOptions) -> Iterator[Action]:
-    """Actions in source order, built a slice at a time so memory holds only one slice of rows."""
+def iter_actions(
+    classified: Classified, state: StateStore, options: PlanOptions, *, delete_details: bool = True
+) -> Iterator[Action]:
+    """Actions in source order, built a slice at a time so memory holds only one slice of rows.
+
+    A delete's ``before`` (what Loops has from us) shows in no report: it is read from the state
+    only when ``delete_details`` (a plan file records it).
+    """
     for chunk in classified.new.iter_slices(SLICE_ROWS):
         for row in chunk.iter_rows(named=True):
             yield plan_create(row, options)
@@ -378,7 +391,7 @@ def iter_actions(classified: Classified, state: StateStore, options: PlanOptions
         yield from plan_updates(chunk.iter_rows(named=True), previous, options)
     for start in range(0, len(classified.missing), SLICE_ROWS):
         keys = classified.missing[start : start + SLICE_ROWS]
-        previous = state.fields_for(keys)
+        previous = state.fields_for(keys) if delete_details else {}
         for key in keys:
             yield plan_delete(key, previous.get(key, {}), options)
 
@@ -411,14 +424,14 @@ def _outputs(config: SyncConfig, summary: Summary, clock: Clock, started: float)
 
 
 def _plan_writer(
-    config: SyncConfig, state: StateStore, contacts: Contacts, total: int, unchanged: int
+    config: SyncConfig, state: StateStore, scanned: Scanned, total: int, unchanged: int
 ) -> PlanWriter | None:
     if config.plan_path is None:
         return None
     header = PlanHeader(
         source=str(config.source), state=str(config.state_path.resolve()), key=config.key,
-        generation=state.generation(), created_at=utc_now(), types=contacts.types, actions=total,
-        rejected=contacts.rejects.height, mode=config.mode, unchanged=unchanged,
+        generation=state.generation(), created_at=utc_now(), types=scanned.types, actions=total,
+        rejected=scanned.rejects.height, mode=config.mode, unchanged=unchanged,
         create_via="create" if config.mode == "create-only" else config.create_via,
     )
     return PlanWriter(config.plan_path, header)

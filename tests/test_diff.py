@@ -342,10 +342,7 @@ def test_applying_a_plan_gives_the_source_fields() -> None:
 
 
 def test_classify_is_exact_even_if_every_key_hash_collided(monkeypatch: pytest.MonkeyPatch) -> None:
-    def one_hash_for_all(frame: pl.DataFrame) -> pl.DataFrame:
-        return frame.with_columns(pl.lit(7, dtype=pl.UInt64).alias("__join_key"))
-
-    monkeypatch.setattr(diff, "_hash_keyed", one_hash_for_all)
+    monkeypatch.setattr(diff, "key_hash", lambda column=KEY: pl.lit(7, dtype=pl.UInt64))
     source = contacts((1, "a@x.io", 1), (2, "b@x.io", 5), (3, "c@x.io", 3))
     known = state({"a@x.io": 1, "b@x.io": 2, "d@x.io": 4})
 
@@ -354,3 +351,16 @@ def test_classify_is_exact_even_if_every_key_hash_collided(monkeypatch: pytest.M
     assert result.new[KEY].to_list() == ["c@x.io"]
     assert result.changed[KEY].to_list() == ["b@x.io"]
     assert (result.unchanged, result.missing) == (1, ["d@x.io"])
+
+
+def test_a_source_key_sharing_a_state_keys_hash_is_still_new(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Key hashes are the key's length here: unique in the state, but "cc@x.io" shares one with "bb@x.io".
+    monkeypatch.setattr(diff, "key_hash", lambda column=KEY: pl.col(column).str.len_bytes().cast(pl.UInt64))
+    source = contacts((1, "a@x.io", 1), (2, "cc@x.io", 2), (3, "bb@x.io", 9))
+    known = state({"a@x.io": 1, "bb@x.io": 2, "dddd@x.io": 4})
+
+    result = classify(source, known, delete_missing=True, keep=["eeeee@x.io"])
+
+    assert result.new[KEY].to_list() == ["cc@x.io"]
+    assert result.changed[KEY].to_list() == ["bb@x.io"]
+    assert (result.unchanged, result.missing) == (1, ["dddd@x.io"])

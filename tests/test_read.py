@@ -372,3 +372,64 @@ def test_jsonl_columns_first_seen_in_later_chunks_are_padded(tmp_path: Path, mon
         {ROW: 5, "email": "e@x.io", "early": None, "late": None},
     ]
     assert source.kinds == {"email": "string", "early": "string", "late": "number"}
+
+
+# -- batches ---------------------------------------------------------------------------------------
+
+AWKWARD_CSV = (
+    b'\xef\xbb\xbfemail,name,note\r\n'
+    b'ada@example.com,Ada,"two\r\nlines, and ""quotes"""\r\n'
+    b'grace@example.com,Grace,plain\r\n'
+    b'wide@example.com,Wide,too,many\r\n'
+    b'"quoted@example.com","Q","a\nb\nc"\r\n'
+    b'last@example.com,L\xc3\xa9a,\r\n'
+)
+
+
+@pytest.mark.parametrize("batch_bytes", [1, 7, 16, 33, 60, 1 << 20])
+@pytest.mark.parametrize("block_bytes", [1, 5, 64])
+def test_any_batch_size_reads_the_same_rows_as_one_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch_bytes: int, block_bytes: int
+) -> None:
+    path = write(tmp_path, "awkward.csv", AWKWARD_CSV)
+    whole = read_source(path)
+    monkeypatch.setattr(read, "BATCH_BYTES", batch_bytes)
+    monkeypatch.setattr(read, "BLOCK_BYTES", block_bytes)
+
+    batched = read_source(path)
+
+    assert batched.frame.rows() == whole.frame.rows() == [
+        (1, "ada@example.com", "Ada", 'two\nlines, and "quotes"'),
+        (2, "grace@example.com", "Grace", "plain"),
+        (4, "quoted@example.com", "Q", "a\nb\nc"),
+        (5, "last@example.com", "Léa", None),
+    ]
+    assert batched.malformed == whole.malformed == [
+        (3, "line 5: 4 fields but the header has 3; check its quoting and separators")
+    ]
+
+
+def test_batches_number_rows_and_lines_across_the_whole_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = [f"user{n}@example.com,{n}" for n in range(1, 200)]
+    lines[149] += ",extra"
+    path = write(tmp_path, "long.csv", "email,n\n" + "\n".join(lines) + "\n")
+    monkeypatch.setattr(read, "BATCH_BYTES", 500)
+    monkeypatch.setattr(read, "BLOCK_BYTES", 100)
+
+    batches = list(read.open_source(path).batches)
+
+    assert len(batches) > 5
+    assert [row for batch in batches for row in batch.frame[ROW]] == [n for n in range(1, 200) if n != 150]
+    assert [m for batch in batches for m in batch.malformed] == [
+        (150, "line 151: 3 fields but the header has 2; check its quoting and separators")
+    ]
+
+
+def test_a_bad_byte_deep_in_a_batched_file_names_its_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    body = b"".join(f"user{n}@example.com,x\n".encode() for n in range(1, 100))
+    path = write(tmp_path, "late.csv", b"email,name\n" + body + b"jose@example.com,Jos\xe9\n")
+    monkeypatch.setattr(read, "BATCH_BYTES", 300)
+    monkeypatch.setattr(read, "BLOCK_BYTES", 64)
+
+    assert input_error(path).startswith(f"{path}:101: byte 0xe9 is not valid utf-8;")
+    assert input_error(path, encoding="ascii").startswith(f"{path}:101: byte 0xe9 is not valid ascii;")

@@ -1,0 +1,68 @@
+"""Stages 1-3, a batch at a time: read, map, check and hash each batch of the source and mark it
+against the state as it passes, so that memory holds one batch of the file's text, never all of it.
+
+What a batch leaves behind: a slim frame of its valid rows (row number, key, the other identifier,
+where the contact is in the state, whether it changed) and the full rows of those that are new or
+changed. Which of several rows for one contact wins needs the whole file, so de-duplication runs
+on the slim frame at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import polars as pl
+
+from bulksync.config import KeyField
+from bulksync.diff import STATE_ROW, STATUS, UNCHANGED, StateIndex, mark
+from bulksync.fingerprint import with_fingerprint
+from bulksync.normalise import KEY, deduplicate, validate
+from bulksync.read import ROW, Source, SourceStream
+
+
+@dataclass
+class Scanned:
+    """A source read against the state."""
+
+    contacts: pl.DataFrame  # one slim row per contact (the last row of its key): ROW, KEY, STATE_ROW, STATUS
+    rows: pl.DataFrame  # the full rows (with HASH) of every new or changed row: a superset of what is sent
+    rejects: pl.DataFrame  # ROW, KEY, REASON of every rejected row, in row order
+    types: dict[str, str]
+    fields: list[str]
+    filled: list[str]  # the fields at least one valid row gives a value
+
+
+def scan(
+    stream: SourceStream,
+    key: KeyField,
+    index: StateIndex,
+    mapped: Callable[[Source], Source] = lambda source: source,
+    recheck: pl.Series | None = None,
+) -> Scanned:
+    """Every batch of ``stream`` mapped, validated, hashed and marked against ``index``."""
+    other = "userId" if key == "email" else "email"
+    slims: list[pl.DataFrame] = []
+    changed: list[pl.DataFrame] = []
+    rejects: list[pl.DataFrame] = []
+    types: dict[str, str] = {}
+    fields: dict[str, None] = {}  # ordered: the first batch's order, then any field a later batch adds
+    filled: set[str] = set()
+    for batch in stream.batches:
+        checked = validate(mapped(batch), key)
+        marked = mark(with_fingerprint(checked.frame, checked.fields, checked.types), index, recheck)
+        slims.append(marked.select(ROW, KEY, STATE_ROW, STATUS, *([other] if other in marked.columns else [])))
+        changed.append(marked.filter(pl.col(STATUS) != UNCHANGED))
+        rejects.append(checked.rejects)
+        types.update(checked.types)
+        fields.update(dict.fromkeys(checked.fields))
+        filled.update(name for name in checked.fields if marked[name].null_count() < marked.height)
+    contacts, duplicates = deduplicate(pl.concat(slims, how="diagonal"), key)
+    return Scanned(
+        contacts=contacts,
+        rows=pl.concat(changed, how="diagonal"),
+        rejects=pl.concat([*rejects, duplicates]).sort(ROW),
+        types=types,
+        fields=list(fields),
+        filled=[name for name in fields if name in filled],
+    )
