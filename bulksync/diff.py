@@ -16,7 +16,7 @@ import polars_hash as plh
 from bulksync.config import KeyField
 from bulksync.fields import is_list_field
 from bulksync.fingerprint import HASH
-from bulksync.normalise import KEY
+from bulksync.normalise import KEY, KEY_HASH
 from bulksync.read import ROW
 from bulksync.state import STATE_HASH, Fields
 
@@ -76,7 +76,6 @@ class Classified:
     unchanged: int
 
 
-KEY_HASH = "__key_hash"
 STATE_ROW = "__state_row"  # a row's contact's position in the StateIndex; null for a contact new to the state
 STATUS = "__status"
 UNCHANGED, CHANGED, NEW = 0, 1, 2

@@ -29,6 +29,7 @@ from bulksync.fields import (
 from bulksync.read import ROW, Source
 
 KEY = "__key"
+KEY_HASH = "__key_hash"  # a 64-bit hash of KEY, where a later stage has computed it
 REASON = "__reason"
 LISTS_INVALID = "__lists_invalid"
 _NO_REJECTS = pl.DataFrame(schema={ROW: pl.UInt32, KEY: pl.String, REASON: pl.String})
@@ -304,7 +305,8 @@ def _keep_last(
     hashes differ, so do the values; otherwise only rows whose hash repeats, true repeats or a rare
     collision, are compared exactly.
     """
-    hashes = valid.select(plh.col(column).nchash.xxhash64()).to_series()
+    hashed = column == KEY and KEY_HASH in valid.columns
+    hashes = valid[KEY_HASH] if hashed else valid.select(plh.col(column).nchash.xxhash64()).to_series()
     if hashes.n_unique() == valid.height - max(hashes.null_count() - 1, 0):  # nulls count once in n_unique
         return valid, _NO_REJECTS
     suspect = pl.col(column).is_not_null() & hashes.is_duplicated()

@@ -31,7 +31,7 @@ ROW = "__row"
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 JSONL_CHUNK_LINES = 50_000
 BLOCK_BYTES = 8 << 20  # read from disk (or gzip) this much at a time
-BATCH_BYTES = 48 << 20  # parse about this much CSV per batch: a few hundred thousand rows
+BATCH_BYTES = 16 << 20  # parse about this much CSV per batch (~200,000 rows): measured faster than 8 or 48 MB
 
 # The kinds a JSONL value can have; CSV values are all "string".
 ValueKind = str

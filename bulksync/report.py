@@ -64,10 +64,9 @@ def write_json(path: Path, data: Any) -> None:
 
 def safe_cell(value: object) -> str:
     """Neutralise spreadsheet formulas: the report is opened in Excel."""
-    if value is None:
-        return ""
-    text = str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    if isinstance(value, str):
+        return "'" + value if value.startswith(FORMULA_STARTS) else value
+    return "" if value is None else str(value)  # numbers we wrote: a row number or a status code
 
 
 def change_text(name: str, before: str | None, after: str | None) -> str:
@@ -113,8 +112,12 @@ class ReportWriter:
             self._csv.writerow(REPORT_COLUMNS)
 
     def _write(self, *cells: object) -> None:
-        if self._csv:
-            self._csv.writerow([safe_cell(cell) for cell in cells])
+        """One line: row, key, action, status, http_status, attempts, error, changes."""
+        if self._csv:  # only the text cells (key, error, changes) come from the source or from Loops
+            row, key, action, status, http_status, attempts, error, changes = cells
+            self._csv.writerow(
+                (row, safe_cell(key), action, status, http_status, attempts, safe_cell(error), safe_cell(changes))
+            )
         else:
             self._file.write(json.dumps(dict(zip(REPORT_COLUMNS, cells, strict=True)), ensure_ascii=False) + "\n")
 

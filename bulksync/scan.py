@@ -9,15 +9,17 @@ on the slim frame at the end.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import polars as pl
 
 from bulksync.config import KeyField
 from bulksync.diff import STATE_ROW, STATUS, UNCHANGED, StateIndex, mark
 from bulksync.fingerprint import with_fingerprint
-from bulksync.normalise import KEY, deduplicate, validate
+from bulksync.normalise import KEY, KEY_HASH, deduplicate, validate
 from bulksync.read import ROW, Source, SourceStream
 
 
@@ -25,7 +27,7 @@ from bulksync.read import ROW, Source, SourceStream
 class Scanned:
     """A source read against the state."""
 
-    contacts: pl.DataFrame  # one slim row per contact (the last row of its key): ROW, KEY, STATE_ROW, STATUS
+    contacts: pl.DataFrame  # one slim row per contact (its key's last row): ROW, KEY, KEY_HASH, STATE_ROW, STATUS
     rows: pl.DataFrame  # the full rows (with HASH) of every new or changed row: a superset of what is sent
     rejects: pl.DataFrame  # ROW, KEY, REASON of every rejected row, in row order
     types: dict[str, str]
@@ -48,10 +50,11 @@ def scan(
     types: dict[str, str] = {}
     fields: dict[str, None] = {}  # ordered: the first batch's order, then any field a later batch adds
     filled: set[str] = set()
-    for batch in stream.batches:
+    for batch in prefetched(stream.batches):
         checked = validate(mapped(batch), key)
         marked = mark(with_fingerprint(checked.frame, checked.fields, checked.types), index, recheck)
-        slims.append(marked.select(ROW, KEY, STATE_ROW, STATUS, *([other] if other in marked.columns else [])))
+        identifiers = [KEY, KEY_HASH, *([other] if other in marked.columns else [])]
+        slims.append(marked.select(ROW, *identifiers, STATE_ROW, STATUS))
         changed.append(marked.filter(pl.col(STATUS) != UNCHANGED))
         rejects.append(checked.rejects)
         types.update(checked.types)
@@ -66,3 +69,16 @@ def scan(
         fields=list(fields),
         filled=[name for name in fields if name in filled],
     )
+
+
+T = TypeVar("T")
+
+
+def prefetched(items: Iterator[T]) -> Iterator[T]:
+    """``items``, each next one made in a background thread while the caller works on the last:
+    reading and parsing the next batch (polars, outside the GIL) overlaps checking this one."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulksync-read") as reader:
+        ahead = reader.submit(next, items, None)
+        while (item := ahead.result()) is not None:
+            ahead = reader.submit(next, items, None)
+            yield item
