@@ -19,8 +19,7 @@ from typing import TextIO
 
 from bulksync import __version__, logs
 from bulksync.check import render_check, run_check
-from bulksync.config import DEFAULT_BASE_URL, DEFAULT_STATE_PATH, DeleteLimit, HttpConfig, SyncConfig
-from bulksync.connection import Connection, Runtime
+from bulksync.config import DEFAULT_BASE_URL, DEFAULT_STATE_PATH, DeleteLimit, HttpConfig, Runtime, SyncConfig
 from bulksync.emulator import cli as emulator_cli
 from bulksync.errors import BulksyncError, ExitStatus, StateError, printable
 from bulksync.logs import redact
@@ -297,6 +296,8 @@ def _run_baseline(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     spec = mapping_spec(args.mapping, args.preset)
     http = HttpConfig(api_key=os.environ.get("LOOPS_API_KEY") or None,
                       base_url=args.base_url or os.environ.get("LOOPS_BASE_URL") or DEFAULT_BASE_URL)
+    from bulksync.connection import Connection  # noqa: PLC0415 (httpx: start-up only the commands that talk pay)
+
     with _runtime(args) as (runtime, _), (Connection(http, runtime) if http.api_key else nullcontext()) as loops:
         summary = record_baseline(args.source, args.state, args.key, args.encoding, spec=spec,
                                   delimiter=args.delimiter, loops=loops)
@@ -312,6 +313,8 @@ def _run_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     check_credentials(http)
     spec = mapping_spec(args.mapping, args.preset)
     source = read_source(args.source, args.encoding, args.delimiter)
+    from bulksync.connection import Connection  # noqa: PLC0415 (see _run_baseline)
+
     with _runtime(args) as (runtime, _), Connection(http, runtime) as loops:
         result = run_check(source, spec, loops)
     out.write(render_check(result) + "\n")

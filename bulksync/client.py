@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
 
 import httpx
 
+from bulksync.config import check_base_url
 from bulksync.errors import (
     ApiError,
     AuthError,
-    ConfigError,
     ConflictError,
     NotFoundError,
     RateLimited,
@@ -26,28 +24,6 @@ from bulksync.errors import (
 log = logging.getLogger("bulksync")
 USER_AGENT = "bulksync/0.1 (+https://github.com/bulksync)"
 MAX_MESSAGE = 300
-
-
-def check_base_url(base_url: str) -> None:
-    """The key only travels over TLS; plain http is allowed to loopback (the emulator) alone."""
-    parts = urlsplit(base_url)
-    if parts.scheme == "https":
-        return
-    if parts.scheme == "http" and _is_loopback(parts.hostname or ""):
-        return
-    raise ConfigError(
-        f"refusing base URL {base_url!r}: the API key is only sent over https "
-        "(plain http is allowed for 127.0.0.1/localhost only)"
-    )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class ResponseInfo(NamedTuple):

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import ipaddress
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
 
 from bulksync.errors import ConfigError
+from bulksync.throttle import Clock, Sleep
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_BASE_URL = "https://app.loops.so/api"
 DEFAULT_STATE_PATH = Path("bulksync.state.db")
@@ -101,3 +109,38 @@ class SyncConfig:
             raise ConfigError("--limit is for trial runs and cannot be combined with --delete-missing")
         if self.plan_path is not None and not self.dry_run:
             raise ConfigError("--plan writes a plan without sending anything: use it with --dry-run")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What a run needs from its surroundings, injectable for tests."""
+
+    transport: httpx.BaseTransport | None = None
+    clock: Clock = time.monotonic
+    sleep: Sleep = time.sleep
+    stop: threading.Event | None = None
+
+    def should_stop(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+
+def check_base_url(base_url: str) -> None:
+    """The key only travels over TLS; plain http is allowed to loopback (the emulator) alone."""
+    parts = urlsplit(base_url)
+    if parts.scheme == "https":
+        return
+    if parts.scheme == "http" and _is_loopback(parts.hostname or ""):
+        return
+    raise ConfigError(
+        f"refusing base URL {base_url!r}: the API key is only sent over https "
+        "(plain http is allowed for 127.0.0.1/localhost only)"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from bulksync.client import LoopsClient
-from bulksync.config import CreateVia, HttpConfig
+from bulksync.config import CreateVia, HttpConfig, Runtime
 from bulksync.errors import ApiError, RejectedError, RetriableError
 from bulksync.mapping import property_types
 from bulksync.push import Pusher
-from bulksync.throttle import Clock, RateLimiter, Sleep
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """What a run needs from its surroundings, injectable for tests."""
-
-    transport: httpx.BaseTransport | None = None
-    clock: Clock = time.monotonic
-    sleep: Sleep = time.sleep
-    stop: threading.Event | None = None
-
-    def should_stop(self) -> bool:
-        return self.stop is not None and self.stop.is_set()
+from bulksync.throttle import RateLimiter
 
 
 class Connection:

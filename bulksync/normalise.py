@@ -95,12 +95,30 @@ def validate(source: Source, key: KeyField = "email") -> Contacts:
     return Contacts(frame=valid.drop(REASON), types=types, rejects=rejects)
 
 
-def deduplicate(valid: pl.DataFrame, key: KeyField = "email") -> tuple[pl.DataFrame, pl.DataFrame]:
+KeyText = Callable[[pl.DataFrame], pl.Series]
+
+
+def deduplicate(
+    valid: pl.DataFrame, key: KeyField = "email", key_text: KeyText | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """One row per contact: the last row of each key wins, and no two contacts share the other
-    identifier. ``valid`` needs only ``ROW``, ``KEY`` and the other identifier's column (when the
-    source has one). Returns the rows kept and the rejected ones, each with its reason."""
-    valid, duplicates = _last_row_wins(valid)
-    valid, shared = _other_identifier_once(valid, "userId" if key == "email" else "email")
+    identifier. Returns the rows kept and the rejected ones, each with its reason.
+
+    ``valid`` needs ``ROW``, ``KEY`` (or ``KEY_HASH`` and ``key_text``, which gives the KEY of the
+    rows it is passed: a whole file's keys need not be in memory as text) and the other identifier's
+    column when the source has one.
+    """
+    valid, duplicates = _keep_last(valid, KEY, key_text, lambda winner: message(
+        "duplicate of row ", winner, " (the last row for a contact wins)"
+    ))
+    other = "userId" if key == "email" else "email"
+    if other not in valid.columns:
+        return valid, duplicates
+    # Two contacts may not share the other identifier: Loops would merge them into one (its upsert
+    # matches either). The last row keeps it; earlier rows are rejected, naming the row that won.
+    valid, shared = _keep_last(valid, other, key_text, lambda winner: message(
+        f"{other} ", shortened(pl.col(other)), " is also on row ", winner, f" (one {other} belongs to one contact)"
+    ))
     return valid, pl.concat([duplicates.cast({ROW: pl.UInt32}), shared.cast({ROW: pl.UInt32})])
 
 
@@ -279,25 +297,8 @@ def shortened(value: pl.Expr, limit: int = 80) -> pl.Expr:
     return pl.when(value.str.len_chars() > limit).then(value.str.slice(0, limit) + "...").otherwise(value)
 
 
-def _other_identifier_once(valid: pl.DataFrame, other: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Two contacts may not share the other identifier: Loops would merge them into one (its upsert
-    matches either). The last row keeps it; earlier rows are rejected, naming the row that won."""
-    if other not in valid.columns:
-        return valid, _NO_REJECTS
-    return _keep_last(valid, other, lambda winner: message(
-        f"{other} ", shortened(pl.col(other)), " is also on row ", winner, f" (one {other} belongs to one contact)"
-    ))
-
-
-def _last_row_wins(valid: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Keep the last row of each key; the earlier ones become rejects pointing at the winner."""
-    return _keep_last(valid, KEY, lambda winner: message(
-        "duplicate of row ", winner, " (the last row for a contact wins)"
-    ))
-
-
 def _keep_last(
-    valid: pl.DataFrame, column: str, reason: Callable[[pl.Expr], pl.Expr]
+    valid: pl.DataFrame, column: str, key_text: KeyText | None, reason: Callable[[pl.Expr], pl.Expr]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Of the rows sharing a value of ``column``, keep the last; the others are rejected with ``reason``.
 
@@ -309,9 +310,11 @@ def _keep_last(
     hashes = valid[KEY_HASH] if hashed else valid.select(plh.col(column).nchash.xxhash64()).to_series()
     if hashes.n_unique() == valid.height - max(hashes.null_count() - 1, 0):  # nulls count once in n_unique
         return valid, _NO_REJECTS
-    suspect = pl.col(column).is_not_null() & hashes.is_duplicated()
-    suspects = valid.select(*dict.fromkeys([ROW, KEY, column])).filter(suspect)
-    repeats = suspects.filter(pl.col(column).is_duplicated()) if suspects.height else suspects
+    suspects = valid.filter(hashes.is_duplicated() & hashes.is_not_null())
+    if KEY not in suspects.columns:
+        assert key_text is not None, "deduplicate needs KEY or key_text"
+        suspects = suspects.with_columns(key_text(suspects).alias(KEY))
+    repeats = suspects.filter(pl.col(column).is_duplicated())
     if repeats.height == 0:
         return valid, _NO_REJECTS
     losers = repeats.with_columns(pl.col(ROW).max().over(column).alias("__winner")).filter(

@@ -10,18 +10,20 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
-
-from tenacity import RetryCallState
+from typing import TYPE_CHECKING, Any
 
 from bulksync import logs
-from bulksync.client import LoopsClient
 from bulksync.config import CreateVia
 from bulksync.diff import Action
 from bulksync.errors import AuthError, ConflictError, NotFoundError, NotSent, RejectedError, RetriableError
 from bulksync.fields import payload_from_fields
 from bulksync.retry import retry_policy
 from bulksync.throttle import RateLimiter, Sleep
+
+if TYPE_CHECKING:  # annotations only: a dry run plans without loading httpx
+    from tenacity import RetryCallState
+
+    from bulksync.client import LoopsClient
 
 log = logging.getLogger("bulksync")
 

@@ -7,10 +7,12 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from bulksync.diff import Action, Change
-from bulksync.push import Outcome
+
+if TYPE_CHECKING:
+    from bulksync.push import Outcome
 
 REPORT_COLUMNS = ("row", "key", "action", "status", "http_status", "attempts", "error", "changes")
 SUMMARY_KEYS = ("created", "updated", "deleted", "unchanged", "rejected", "failed", "requests", "dry_run", "duration_s")

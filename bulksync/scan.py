@@ -27,12 +27,27 @@ from bulksync.read import ROW, Source, SourceStream
 class Scanned:
     """A source read against the state."""
 
-    contacts: pl.DataFrame  # one slim row per contact (its key's last row): ROW, KEY, KEY_HASH, STATE_ROW, STATUS
+    contacts: pl.DataFrame  # one slim row per contact (its key's last row): ROW, KEY_HASH, STATE_ROW, STATUS
     rows: pl.DataFrame  # the full rows (with HASH) of every new or changed row: a superset of what is sent
     rejects: pl.DataFrame  # ROW, KEY, REASON of every rejected row, in row order
     types: dict[str, str]
     fields: list[str]
     filled: list[str]  # the fields at least one valid row gives a value
+    index: StateIndex
+
+    def keys(self, contacts: pl.DataFrame) -> pl.Series:
+        """The KEY of some of ``contacts``: the slim rows keep no text (a million keys are ~40 MB)."""
+        return key_text(contacts, self.index, self.rows)
+
+
+def key_text(contacts: pl.DataFrame, index: StateIndex, rows: pl.DataFrame) -> pl.Series:
+    """Each slim row's KEY: a contact the state holds has the index's key (matched exactly when
+    the row was marked); any other row is new, so its full row, with its key, was kept in ``rows``."""
+    kept = contacts.select(ROW).join(rows.select(ROW, KEY), on=ROW, how="left", maintain_order="left")[KEY]
+    if not index.height:
+        return kept
+    known = index.frame[KEY].gather(contacts[STATE_ROW].fill_null(0))
+    return pl.select(pl.when(contacts[STATE_ROW].is_not_null()).then(known).otherwise(kept).alias(KEY)).to_series()
 
 
 def scan(
@@ -53,21 +68,24 @@ def scan(
     for batch in prefetched(stream.batches):
         checked = validate(mapped(batch), key)
         marked = mark(with_fingerprint(checked.frame, checked.fields, checked.types), index, recheck)
-        identifiers = [KEY, KEY_HASH, *([other] if other in marked.columns else [])]
-        slims.append(marked.select(ROW, *identifiers, STATE_ROW, STATUS))
+        slims.append(marked.select(ROW, KEY_HASH, *([other] if other in marked.columns else []), STATE_ROW, STATUS))
         changed.append(marked.filter(pl.col(STATUS) != UNCHANGED))
         rejects.append(checked.rejects)
         types.update(checked.types)
         fields.update(dict.fromkeys(checked.fields))
         filled.update(name for name in checked.fields if marked[name].null_count() < marked.height)
-    contacts, duplicates = deduplicate(pl.concat(slims, how="diagonal"), key)
+    rows = pl.concat(changed, how="diagonal")
+    contacts, duplicates = deduplicate(
+        pl.concat(slims, how="diagonal", rechunk=False), key, lambda some: key_text(some, index, rows)
+    )
     return Scanned(
         contacts=contacts,
-        rows=pl.concat(changed, how="diagonal"),
+        rows=rows,
         rejects=pl.concat([*rejects, duplicates]).sort(ROW),
         types=types,
         fields=list(fields),
         filled=[name for name in fields if name in filled],
+        index=index,
     )
 
 

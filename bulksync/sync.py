@@ -12,15 +12,13 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
-from tqdm import tqdm
 
 from bulksync import logs
 from bulksync.account import Account, custom_fields, fetch_account, remember, remembered
-from bulksync.client import check_base_url
-from bulksync.config import DeleteLimit, HttpConfig, KeyField, Mode, SyncConfig
-from bulksync.connection import Connection, Runtime
+from bulksync.config import DeleteLimit, HttpConfig, KeyField, Mode, Runtime, SyncConfig, check_base_url
 from bulksync.diff import (
     STATE_ROW,
     Action,
@@ -55,6 +53,9 @@ from bulksync.report import ReportWriter, Summary, write_json
 from bulksync.scan import Scanned, scan
 from bulksync.state import STATE_HASH, Fields, StateStore, hashes_after, utc_now
 from bulksync.throttle import Clock
+
+if TYPE_CHECKING:
+    from bulksync.connection import Connection
 
 log = logging.getLogger("bulksync")
 SLICE_ROWS = 5_000
@@ -101,6 +102,8 @@ def _connect(config: SyncConfig, runtime: Runtime) -> Connection | nullcontext[N
     if not config.http.api_key:
         return nullcontext()
     check_base_url(config.http.base_url)
+    from bulksync.connection import Connection  # noqa: PLC0415 (httpx is 60 ms of start-up a dry run may not need)
+
     return Connection(config.http, runtime, config.create_via)
 
 
@@ -243,7 +246,7 @@ def _sync(
         for action_name, rows, reason in skipped:
             for row, key in rows.select(ROW, KEY).iter_rows():
                 report.skipped(row, key, action_name, reason)
-        for row, key in unprocessed.select(ROW, KEY).iter_rows():
+        for row, key in zip(unprocessed[ROW], scanned.keys(unprocessed), strict=True):
             report.skipped(row, key, "none", f"not processed (--limit {config.limit})")
         actions = iter_actions(classified, state, options, delete_details=config.plan_path is not None)
         if config.dry_run:
@@ -287,6 +290,7 @@ def apply_plan(plan_path: Path, config: SyncConfig, runtime: Runtime | None = No
     started = runtime.clock()
     check_credentials(config.http)
     header, actions = read_plan(plan_path)
+    from bulksync.connection import Connection  # noqa: PLC0415 (see _connect)
     state_path = Path(header.state)
     with (
         run_lock(state_path),
@@ -518,6 +522,8 @@ def _execute(
     runtime = loops.runtime
     pusher = loops.pusher(types, create_only=create_only)
     recorder = _StateRecorder(state, runtime.clock)
+    from tqdm import tqdm  # noqa: PLC0415 (only a run that sends shows progress)
+
     progress = tqdm(total=total, unit="contact", disable=not config.progress, dynamic_ncols=True)
     state.set_meta({"key": key, "last_run_started": utc_now(), "last_run_outcome": "running"})
 

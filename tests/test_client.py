@@ -13,11 +13,11 @@ from bulksync.client import (
     USER_AGENT,
     LoopsClient,
     ResponseInfo,
-    check_base_url,
     error_message,
     raise_for_response,
     retry_after,
 )
+from bulksync.config import check_base_url
 from bulksync.errors import (
     ApiError,
     AuthError,

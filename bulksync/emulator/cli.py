@@ -9,9 +9,6 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from bulksync.emulator.core import Faults, LoopsEmulator
-from bulksync.emulator.server import EmulatorServer
-
 # (Faults field, help) for the options that inject failures or latency; each becomes --field-name.
 _FAULT_OPTIONS = (
     ("latency_ms", "latency added to each request"),
@@ -41,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM; 0 after a clean stop, 2 for bad options."""
+    # Imported here: every bulksync command builds this parser, only this one serves.
+    from bulksync.emulator.core import Faults, LoopsEmulator  # noqa: PLC0415
+    from bulksync.emulator.server import EmulatorServer  # noqa: PLC0415
+
     try:
         faults = Faults(**{name: getattr(args, name) for name, _ in _FAULT_OPTIONS})
         emulator = LoopsEmulator(
