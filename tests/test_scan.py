@@ -6,10 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 
-from bulksync import read
+from bulksync import read, sync
 from bulksync.emulator.core import LoopsEmulator
+from bulksync.normalise import KEY, KEY_HASH
+from bulksync.state import STATE_HASH, StateStore
 
 
 def rows(*lines: str) -> str:
@@ -93,3 +96,24 @@ def test_small_batches_give_the_same_run_as_one(
         assert sorted(int(line["row"]) for line in report if line["status"] == "skipped") == valid[30:]
     elif "--key" not in extra:
         assert summary["deleted"] == 5  # user3, user20, user35, user36 and user39; never user7, rejected
+
+
+@pytest.mark.parametrize("track_limit", [200_000, 2])
+def test_a_run_leaves_a_snapshot_equal_to_the_state(
+    cli: Any, workdir: Path, monkeypatch: pytest.MonkeyPatch, track_limit: int
+) -> None:
+    # Tracked changes refresh the snapshot; past the limit it is read back from SQLite: either way
+    # the next plan starts from exactly what the state holds, without reading every hash again.
+    monkeypatch.setattr(sync, "SNAPSHOT_TRACK_LIMIT", track_limit)
+    (workdir / "first.csv").write_text(FIRST)
+    (workdir / "second.csv").write_text(SECOND)
+    assert cli("sync", "first.csv", "--state", "state.db").status == 0
+    assert cli("sync", "second.csv", "--state", "state.db", "--delete-missing", "--max-delete", "100%").status == 0
+
+    with StateStore.open(workdir / "state.db", readonly=True) as state:
+        snapshot = workdir / f"state.db.hashes-{state.generation()}.arrow"
+        from_db = state._hashes_from_db()
+    assert [path.name for path in workdir.glob("state.db.hashes-*")] == [snapshot.name]
+    saved = pl.read_ipc(snapshot)
+    assert saved[KEY_HASH].is_sorted()
+    assert saved.select(KEY, STATE_HASH).sort(KEY).equals(from_db.sort(KEY))
