@@ -1,5 +1,5 @@
 """``python -m bulksync`` is the same as the ``bulksync`` command."""
 
-from bulksync.cli import main
+from bulksync.cli import console
 
-raise SystemExit(main())
+raise SystemExit(console())
