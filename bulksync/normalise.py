@@ -175,6 +175,7 @@ def _expand_mailing_lists(frame: pl.DataFrame, source: Source) -> tuple[pl.DataF
     if MAILING_LISTS not in frame.columns:
         return frame, None
     per_list: dict[str, list[str | None]] = {}
+    named_first: dict[str, int] = {}  # the first row naming each list (even as null)
     invalid: list[bool] = []
     values = frame[MAILING_LISTS].to_list()
     for index, text in enumerate(values):
@@ -182,10 +183,11 @@ def _expand_mailing_lists(frame: pl.DataFrame, source: Source) -> tuple[pl.DataF
         invalid.append(parsed is None)
         for list_id, member in (parsed or {}).items():
             per_list.setdefault(list_id, [None] * len(values))[index] = member
+            named_first.setdefault(list_field(list_id), index)
     new_columns = {list_field(list_id): column for list_id, column in per_list.items()}
     clash = sorted(set(new_columns) & set(frame.columns))
     if clash:
-        first = next(i for i, member in enumerate(new_columns[clash[0]]) if member is not None)
+        first = named_first[clash[0]]
         raise InputError(
             f"{source.path}:{source.line_of(frame[ROW][first])}: list {clash[0]!r} is given both in the "
             "mailingLists column and its own column; give it in one place"

@@ -16,9 +16,8 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -103,7 +102,7 @@ def open_source(path: Path, encoding: str = "utf-8", delimiter: str | None = Non
         source = _read_jsonl(path, _text(path, b"".join(blocks)))
         header = Source(path=path, frame=source.frame.clear(), kinds=source.kinds, header_lines=0)
         return SourceStream(header, iter([source]))
-    return _open_csv(path, blocks, delimiter or ("\t" if fmt == ".tsv" else None), encoding)
+    return _open_csv(path, blocks, delimiter or ("\t" if fmt == ".tsv" else None))
 
 
 def _raw_blocks(path: Path) -> Iterator[bytes]:
@@ -138,8 +137,8 @@ def _utf8_blocks(path: Path, encoding: str) -> Iterator[bytes]:
         if decoder is not None:
             try:
                 data = decoder.decode(raw, final=not raw).encode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise _undecodable(path, raw, exc, encoding, lines) from None
+            except UnicodeDecodeError as exc:  # exc.object: the bytes decoded (with any the decoder held back)
+                raise _undecodable(path, carried + exc.object, len(carried) + exc.start, encoding, lines) from None
         elif number == 0:
             data = data.removeprefix(codecs.BOM_UTF8)
         data = carried + data
@@ -158,14 +157,14 @@ def _text(path: Path, data: bytes, lines_before: int = 0) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _undecodable(path, data, exc, "utf-8", lines_before) from None
+        raise _undecodable(path, data, exc.start, "utf-8", lines_before) from None
 
 
-def _undecodable(path: Path, data: bytes, exc: UnicodeDecodeError, encoding: str, lines_before: int) -> InputError:
-    """A bad byte names its line (any line ends) and suggests ``--encoding``."""
-    line = lines_before + len(_LINE_BREAK.findall(data, 0, exc.start)) + 1
+def _undecodable(path: Path, data: bytes, position: int, encoding: str, lines_before: int) -> InputError:
+    """The bad byte at ``position`` names its line (any line ends) and suggests ``--encoding``."""
+    line = lines_before + len(_LINE_BREAK.findall(data, 0, position)) + 1
     return InputError(
-        f"{path}:{line}: byte 0x{data[exc.start]:02x} is not valid {encoding}; "
+        f"{path}:{line}: byte 0x{data[position]:02x} is not valid {encoding}; "
         "pass the file's encoding, e.g. --encoding latin-1 or --encoding cp1252"
     )
 
@@ -183,18 +182,22 @@ def sniff_delimiter(header_line: str) -> str:
     return best if counts[best] else ","
 
 
-def _open_csv(path: Path, blocks: Iterator[bytes], delimiter: str | None, encoding: str) -> SourceStream:
+def _open_csv(path: Path, blocks: Iterator[bytes], delimiter: str | None) -> SourceStream:
     head = b""
-    for block in blocks:
+    blank = 0  # blank lines before the header (polars would skip them too)
+    for block in chain(blocks, [b""]):
         head += block
-        if b"\n" in head:
+        while (line_end := head.find(b"\n")) >= 0 and not head[:line_end].strip():
+            head, blank = head[line_end + 1 :], blank + 1
+        if line_end >= 0 or not block:
             break
-    if not head.strip():  # blank so far: only the rest of the file can tell whether it is empty
-        head += b"".join(blocks)
-        if not head.strip():
-            raise InputError(f"{path}: the file is empty; expected a header line such as 'email,firstName'")
-    end = head.find(b"\n")
-    header_bytes, rest = (head, b"") if end < 0 else (head[:end], head[end + 1 :])
+    if not head.strip():
+        raise InputError(f"{path}: the file is empty; expected a header line such as 'email,firstName'")
+    header_bytes, _, rest = head.partition(b"\n")
+    if header_bytes.count(b'"') % 2:  # a quoted column name would go on to the next line
+        raise InputError(
+            f"{path}:{blank + 1}: the header has an unclosed quote; a column name cannot span lines"
+        )
     header_line = _text(path, header_bytes)
     separator = delimiter or sniff_delimiter(header_line)
     width = _check_header(path, header_line, separator)
@@ -207,45 +210,27 @@ def _open_csv(path: Path, blocks: Iterator[bytes], delimiter: str | None, encodi
         raise InputError(f"{path}:1: column name {garbled!r} holds a control character or line break; rename it")
     header = Source(
         path=path, frame=pl.DataFrame(schema={ROW: pl.UInt32, **{c: pl.String for c in columns}}),
-        kinds={c: "string" for c in columns}, header_lines=1, may_hold_nul=False,
+        kinds={c: "string" for c in columns}, header_lines=blank + 1, may_hold_nul=False,
     )
-    batches = _csv_batches(header, header_bytes + b"\n", chain([rest], blocks), separator=separator, width=width,
-                           lines_before=lambda offset: _lines_before(path, encoding, offset))
+    batches = _csv_batches(header, header_bytes + b"\n", chain([rest], blocks), separator=separator, width=width)
     return SourceStream(header, batches)
 
 
 def _csv_batches(
-    header: Source,
-    header_bytes: bytes,
-    blocks: Iterable[bytes],
-    *,
-    separator: str,
-    width: int,
-    lines_before: Callable[[int], int],
+    header: Source, header_bytes: bytes, blocks: Iterable[bytes], *, separator: str, width: int
 ) -> Iterator[Source]:
     records = 0  # records in earlier batches: the next batch's ROW numbers follow them
-    offset = len(header_bytes)  # where the batch starts in the (normalised) text
+    lines = header.header_lines  # source lines before the batch (counted in the reader's thread)
     for chunk in _record_chunks(blocks, header_bytes):
         batch, count = _csv_batch(header, chunk, separator=separator, width=width, records_before=records,
-                                  lines_before=partial(lines_before, offset))
+                                  lines_before=lines)
         yield batch
         records += count
-        offset += len(chunk) - len(header_bytes)
-
-
-def _lines_before(path: Path, encoding: str, offset: int) -> int:
-    """How many line breaks the text has before ``offset``: read again, only to name a line in an error."""
-    lines = 0
-    for block in _utf8_blocks(path, encoding):
-        lines += block.count(b"\n", 0, max(0, offset))
-        offset -= len(block)
-        if offset <= 0:
-            break
-    return lines
+        lines += chunk.count(b"\n", len(header_bytes))
 
 
 def _csv_batch(
-    header: Source, data: bytes, *, separator: str, width: int, records_before: int, lines_before: Callable[[], int]
+    header: Source, data: bytes, *, separator: str, width: int, records_before: int, lines_before: int
 ) -> tuple[Source, int]:
     """One batch (``data`` starts with the header line) and how many records it held."""
     frame, malformed = _parse_chunk(header.path, data, separator, width, lines_before)
@@ -255,8 +240,8 @@ def _csv_batch(
     if malformed:
         frame = frame.filter(~pl.col(ROW).is_in([row for row, _ in malformed]))
     source = Source(
-        path=header.path, frame=frame, kinds=dict(header.kinds), malformed=malformed, header_lines=1,
-        may_hold_nul=b"\x00" in data,
+        path=header.path, frame=frame, kinds=dict(header.kinds), malformed=malformed,
+        header_lines=header.header_lines, may_hold_nul=b"\x00" in data,
     )
     return source, count
 
@@ -299,7 +284,7 @@ def _record_end(block: bytes, parity: int) -> int | None:
 
 
 def _parse_chunk(
-    path: Path, data: bytes, separator: str, width: int, lines_before: Callable[[], int]
+    path: Path, data: bytes, separator: str, width: int, lines_before: int
 ) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
     """A header line plus records, parsed; records longer than the header become (number, reason).
 
@@ -310,15 +295,13 @@ def _parse_chunk(
         frame = _polars_csv(data, separator, ragged=False)
     except pl.exceptions.PolarsError as exc:
         # Polars refuses a file with rows longer than the header (or bad UTF-8, which _text names):
-        # find the long rows, reject them, read the rest.
-        before = lines_before() - 1  # the batch's own copy of the header is its first line
+        # find the long rows, reject them, read the rest (cutting off extra fields that are empty).
+        before = lines_before - 1  # the batch's own copy of the header is its first line
         malformed = _ragged_records(_text(path, data, before), separator, width, before)
-        if not malformed:
-            raise _unreadable(path, exc) from None
         try:
             frame = _polars_csv(data, separator, ragged=True)
-        except pl.exceptions.PolarsError as again:
-            raise _unreadable(path, again) from None
+        except pl.exceptions.PolarsError:
+            raise _unreadable(path, exc) from None
     return frame, malformed
 
 
@@ -346,7 +329,7 @@ def _ragged_records(text: str, separator: str, width: int, lines_before: int = 0
             (number, f"line {lines_before + records.line_num}: {len(fields)} fields but the header has {width}; "
                      "check its quoting and separators")
             for number, fields in enumerate(records, start=1)
-            if len(fields) > width
+            if len(fields) > width and any(fields[width:])  # a trailing separator only: kept, as polars does
         ]
     except csv.Error:
         return []

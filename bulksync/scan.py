@@ -32,7 +32,6 @@ class Scanned:
     rejects: pl.DataFrame  # ROW, KEY, REASON of every rejected row, in row order
     types: dict[str, str]
     fields: list[str]
-    filled: list[str]  # the fields at least one valid row gives a value
     index: StateIndex
 
     def keys(self, contacts: pl.DataFrame) -> pl.Series:
@@ -64,7 +63,6 @@ def scan(
     rejects: list[pl.DataFrame] = []
     types: dict[str, str] = {}
     fields: dict[str, None] = {}  # ordered: the first batch's order, then any field a later batch adds
-    filled: set[str] = set()
     for batch in prefetched(stream.batches):
         checked = validate(mapped(batch), key)
         marked = mark(with_fingerprint(checked.frame, checked.fields, checked.types), index, recheck)
@@ -73,7 +71,6 @@ def scan(
         rejects.append(checked.rejects)
         types.update(checked.types)
         fields.update(dict.fromkeys(checked.fields))
-        filled.update(name for name in checked.fields if marked[name].null_count() < marked.height)
     rows = pl.concat(changed, how="diagonal")
     contacts, duplicates = deduplicate(
         pl.concat(slims, how="diagonal", rechunk=False), key, lambda some: key_text(some, index, rows)
@@ -84,7 +81,6 @@ def scan(
         rejects=pl.concat([*rejects, duplicates]).sort(ROW),
         types=types,
         fields=list(fields),
-        filled=[name for name in fields if name in filled],
         index=index,
     )
 

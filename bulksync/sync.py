@@ -157,6 +157,12 @@ def _needs_account(account: Account | None, fields: list[str], list_refs: list[s
     return account is None or not account.knows(fields, list_refs)
 
 
+def sent_fields(classified: Classified, fields: list[str]) -> list[str]:
+    """The fields that a row this run sends (a new or changed contact) gives a value."""
+    rows = [classified.new, classified.changed]
+    return [name for name in fields if any(name in f.columns and f[name].null_count() < f.height for f in rows)]
+
+
 def ensure_properties(
     filled: list[str],
     types: dict[str, str],
@@ -167,7 +173,7 @@ def ensure_properties(
     create: bool,
     source_path: Path,
 ) -> list[str]:
-    """Custom properties the source fills must exist in Loops: create them if asked, else stop.
+    """Custom properties the run fills must exist in Loops: create them if asked, else stop.
 
     Returns notes for a dry run (which creates nothing).
     """
@@ -225,7 +231,8 @@ def _sync(
     classified, skipped = for_mode(classified, config.mode)
     # After every check that can refuse the run: creating a property is the run's first write.
     notes = ensure_properties(
-        scanned.filled, scanned.types, account, loops, state, create=config.create_properties,
+        sent_fields(classified, scanned.fields), scanned.types, account, loops, state,
+        create=config.create_properties,
         source_path=config.source,
     )
     options = PlanOptions(config.key, config.keep_empty, config.resubscribe)
@@ -375,7 +382,8 @@ def record_baseline(
             frame = split(scanned.contacts, scanned.rows, everyone, delete_missing=False).new
             state.save_frame(frame, KEY, HASH, scanned.fields)
             recorded = frame.select(pl.col(KEY), pl.col(HASH).alias(STATE_HASH))
-            state.save_snapshot(StateIndex.of(pl.concat([known.join(recorded, on=KEY, how="anti"), recorded])).frame)
+            kept = known.join(recorded, on=KEY, how="anti").select(KEY, STATE_HASH)
+            state.save_snapshot(StateIndex.of(pl.concat([kept, recorded])).frame)
             state.set_meta({"key": key, "last_baseline": utc_now()})
     return Summary(unchanged=frame.height, rejected=scanned.rejects.height)
 

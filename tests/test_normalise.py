@@ -327,6 +327,19 @@ def test_a_list_in_both_the_json_column_and_its_own_column_is_an_error() -> None
     )
 
 
+def test_a_list_named_twice_is_an_error_even_where_the_json_only_gives_null() -> None:
+    # A batch of a file may hold the clashing list only as null: the row naming it is still found.
+    message = input_error(
+        {"email": ["ada@example.com", "bo@example.com"], "mailingLists": ["", '{"news": null}'],
+         "mailingLists.news": ["yes", ""]}
+    )
+
+    assert message == (
+        "people.csv:2: list 'mailingLists.news' is given both in the mailingLists column and its own column; "
+        "give it in one place"
+    )
+
+
 # -- key userId ------------------------------------------------------------------------------------
 
 

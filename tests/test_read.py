@@ -435,3 +435,57 @@ def test_a_bad_byte_deep_in_a_batched_file_names_its_line(tmp_path: Path, monkey
 
     assert input_error(path).startswith(f"{path}:101: byte 0xe9 is not valid utf-8;")
     assert input_error(path, encoding="ascii").startswith(f"{path}:101: byte 0xe9 is not valid ascii;")
+
+
+def test_blank_lines_before_the_header_are_skipped_and_counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "blank.csv", "\n  \nemail,name\nada@example.com,Ada\nbo@example.com,Bo,extra\n")
+    monkeypatch.setattr(read, "BATCH_BYTES", 10)
+    monkeypatch.setattr(read, "BLOCK_BYTES", 3)
+
+    source = read_source(path)
+
+    assert source.columns == ["email", "name"]
+    assert source.frame.rows() == [(1, "ada@example.com", "Ada")]
+    assert source.malformed == [(2, "line 5: 3 fields but the header has 2; check its quoting and separators")]
+    assert source.line_of(1) == 4
+
+
+@pytest.mark.parametrize("header", ['email,"first\nname"\n', '"first\nname",email\n', '\nemail,"name\n'])
+def test_a_header_with_an_unclosed_quote_is_refused(tmp_path: Path, header: str) -> None:
+    # A column name cannot span lines: the header is read as one line, whatever follows.
+    path = write(tmp_path, "h.csv", header + "ada@example.com,Ada\n")
+    line = 2 if header.startswith("\n") else 1
+
+    assert input_error(path) == f"{path}:{line}: the header has an unclosed quote; a column name cannot span lines"
+
+
+def test_a_sequence_cut_off_by_the_end_of_the_file_names_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "sjis.csv", b"email,name\nada@example.com,Ada\nbo@example.com," + b"\x82")
+
+    assert input_error(path, encoding="shift_jis").startswith(f"{path}:3: byte 0x82 is not valid shift_jis;")
+
+
+def test_a_bad_byte_after_a_carried_carriage_return_names_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Old Mac line ends, one byte per block: the \r ending a block is still a line break.
+    path = write(tmp_path, "mac.csv", b"email,name\rada@example.com,Ada\r\x81x@example.com,B\r")
+    monkeypatch.setattr(read, "BLOCK_BYTES", 1)
+
+    assert input_error(path, encoding="cp1252").startswith(f"{path}:3: byte 0x81 is not valid cp1252;")
+
+
+@pytest.mark.parametrize(("batch_bytes", "block_bytes"), [(1, 1), (16, 8), (1 << 20, 8)])
+def test_a_trailing_separator_is_not_an_extra_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch_bytes: int, block_bytes: int
+) -> None:
+    # "y@x.io,Y," has an empty third field: kept (polars drops it) wherever the batches are cut,
+    # whether or not the batch also holds a row that really is too long.
+    path = write(tmp_path, "t.csv", "email,name\ny@x.io,Y,\na@x.io,A,extra\nz@x.io,Z,")
+    monkeypatch.setattr(read, "BATCH_BYTES", batch_bytes)
+    monkeypatch.setattr(read, "BLOCK_BYTES", block_bytes)
+
+    source = read_source(path)
+
+    assert source.frame.rows() == [(1, "y@x.io", "Y"), (3, "z@x.io", "Z")]
+    assert source.malformed == [(2, "line 3: 3 fields but the header has 2; check its quoting and separators")]

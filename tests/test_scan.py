@@ -117,3 +117,25 @@ def test_a_run_leaves_a_snapshot_equal_to_the_state(
     saved = pl.read_ipc(snapshot)
     assert saved[KEY_HASH].is_sorted()
     assert saved.select(KEY, STATE_HASH).sort(KEY).equals(from_db.sort(KEY))
+
+
+def test_a_baseline_after_a_sync_keeps_the_state_and_its_snapshot_whole(cli: Any, workdir: Path) -> None:
+    (workdir / "first.csv").write_text(FIRST)
+    assert cli("sync", "first.csv", "--state", "state.db").status == 0  # leaves a snapshot with key hashes
+    (workdir / "extra.csv").write_text(rows("extra@example.com,u99,Extra,free", "user1@example.com,u1,Re,pro"))
+
+    assert cli("state", "baseline", "extra.csv", "--state", "state.db").status == 0
+
+    with StateStore.open(workdir / "state.db", readonly=True) as state:
+        assert state.count() == 41
+        snapshot = pl.read_ipc(workdir / f"state.db.hashes-{state.generation()}.arrow")
+        assert snapshot.select(KEY, STATE_HASH).sort(KEY).equals(state._hashes_from_db().sort(KEY))
+
+
+def test_a_property_only_a_losing_duplicate_fills_is_not_needed(cli: Any, workdir: Path) -> None:
+    (workdir / "dup.csv").write_text("email,secretCol\na@x.io,X\na@x.io,\n")
+
+    result = cli("sync", "dup.csv", "--state", "state.db", create_properties=False)
+
+    assert result.status == 0, result.err
+    assert (result.summary()["created"], result.summary()["rejected"]) == (1, 1)
