@@ -208,7 +208,9 @@ def identity_fields(key_field: KeyField) -> tuple[str, ...]:
 
 
 def plan_create(row: Mapping[str, Any], options: PlanOptions) -> Action:
-    send: dict[str, str | None] = {name: value for name, value in row_fields(row).items() if value is not None}
+    send: dict[str, str | None] = {
+        name: value for name, value in row.items() if value is not None and not name.startswith("__")
+    }
     return Action("create", row[KEY], row[ROW], row[HASH], {}, send, identity_fields(options.key))
 
 
