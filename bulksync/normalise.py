@@ -135,26 +135,28 @@ def field_names(source: Source) -> list[str]:
 
 def require_identity(source: Source, columns: list[str], key: KeyField) -> None:
     """The file must have an email column (and a userId one under --key userId)."""
+    where = f"{source.path}:{source.header_line}"
     if "email" not in columns:
         raise InputError(
-            f"{source.path}:1: no email column (found: {', '.join(source.columns) or 'none'}); "
+            f"{where}: no email column (found: {', '.join(source.columns) or 'none'}); "
             "add an 'email' column or map one with --mapping or --preset"
         )
     if key == "userId" and "userId" not in columns:
-        raise InputError(f"{source.path}:1: --key userId needs a userId column; add one or use --key email")
+        raise InputError(f"{where}: --key userId needs a userId column; add one or use --key email")
 
 
 def _field_names(source: Source) -> dict[str, str]:
     """Map headers to Loops field names: standard fields match case-insensitively, others stay."""
     renames: dict[str, str] = {}
     taken: dict[str, str] = {}
+    where = f"{source.path}:{source.header_line}"
     for column in source.columns:
         name = loops_name(column)
         if name in READ_ONLY_FIELDS:
-            raise InputError(f"{source.path}:1: column {column!r} is read-only in Loops; drop it or rename it")
+            raise InputError(f"{where}: column {column!r} is read-only in Loops; drop it or rename it")
         if name in taken:
             raise InputError(
-                f"{source.path}:1: columns {taken[name]!r} and {column!r} both map to {name!r}; drop one"
+                f"{where}: columns {taken[name]!r} and {column!r} both map to {name!r}; drop one"
             )
         taken[name] = column
         if name != column:

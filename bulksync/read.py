@@ -30,6 +30,7 @@ ROW = "__row"
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 JSONL_CHUNK_LINES = 50_000
 BLOCK_BYTES = 8 << 20  # read from disk (or gzip) this much at a time
+_MAX_CELL = (1 << 31) - 1
 BATCH_BYTES = 16 << 20  # parse about this much CSV per batch (~200,000 rows): measured faster than 8 or 48 MB
 
 # The kinds a JSONL value can have; CSV values are all "string".
@@ -51,6 +52,11 @@ class Source:
     def line_of(self, row: int) -> int:
         """The line a record starts on, assuming no quoted line breaks before it."""
         return row + self.header_lines
+
+    @property
+    def header_line(self) -> int:
+        """The line that names the columns (blank lines may come before it); 1 for JSONL."""
+        return max(self.header_lines, 1)
 
     @property
     def columns(self) -> list[str]:
@@ -184,33 +190,34 @@ def sniff_delimiter(header_line: str) -> str:
 
 def _open_csv(path: Path, blocks: Iterator[bytes], delimiter: str | None) -> SourceStream:
     head = b""
-    blank = 0  # blank lines before the header (polars would skip them too)
+    start = 0  # past the blank lines before the header (polars would skip them too)
+    blank = 0
     for block in chain(blocks, [b""]):
         head += block
-        while (line_end := head.find(b"\n")) >= 0 and not head[:line_end].strip():
-            head, blank = head[line_end + 1 :], blank + 1
+        while (line_end := head.find(b"\n", start)) >= 0 and not head[start:line_end].strip():
+            start, blank = line_end + 1, blank + 1
         if line_end >= 0 or not block:
             break
+    head = head[start:]
     if not head.strip():
         raise InputError(f"{path}: the file is empty; expected a header line such as 'email,firstName'")
+    line = blank + 1
     header_bytes, _, rest = head.partition(b"\n")
     if header_bytes.count(b'"') % 2:  # a quoted column name would go on to the next line
-        raise InputError(
-            f"{path}:{blank + 1}: the header has an unclosed quote; a column name cannot span lines"
-        )
-    header_line = _text(path, header_bytes)
+        raise InputError(f"{path}:{line}: the header has an unclosed quote; a column name cannot span lines")
+    header_line = _text(path, header_bytes, blank)
     separator = delimiter or sniff_delimiter(header_line)
-    width = _check_header(path, header_line, separator)
+    width = _check_header(f"{path}:{line}", header_line, separator)
     try:
         columns = _polars_csv(header_bytes + b"\n", separator, ragged=False).columns
     except pl.exceptions.PolarsError as exc:
         raise _unreadable(path, exc) from None
     garbled = next((name for name in columns if not name.isprintable()), None)
     if garbled is not None:
-        raise InputError(f"{path}:1: column name {garbled!r} holds a control character or line break; rename it")
+        raise InputError(f"{path}:{line}: column name {garbled!r} holds a control character or line break; rename it")
     header = Source(
         path=path, frame=pl.DataFrame(schema={ROW: pl.UInt32, **{c: pl.String for c in columns}}),
-        kinds={c: "string" for c in columns}, header_lines=blank + 1, may_hold_nul=False,
+        kinds={c: "string" for c in columns}, header_lines=line, may_hold_nul=False,
     )
     batches = _csv_batches(header, header_bytes + b"\n", chain([rest], blocks), separator=separator, width=width)
     return SourceStream(header, batches)
@@ -269,7 +276,9 @@ def _record_chunks(blocks: Iterable[bytes], header: bytes) -> Iterator[bytes]:
         rest = block[end:]
         parts, size, quotes = [header, rest], len(rest), rest.count(b'"')
     if size or not yielded:
-        yield b"".join(parts)
+        # A last line without a line break: polars would forgive it an extra (empty) field, which
+        # any other line is rejected for; with the break, every line meets the same rule.
+        yield b"".join(parts) if not size or parts[-1].endswith(b"\n") else b"".join([*parts, b"\n"])
 
 
 def _record_end(block: bytes, parity: int) -> int | None:
@@ -295,13 +304,15 @@ def _parse_chunk(
         frame = _polars_csv(data, separator, ragged=False)
     except pl.exceptions.PolarsError as exc:
         # Polars refuses a file with rows longer than the header (or bad UTF-8, which _text names):
-        # find the long rows, reject them, read the rest (cutting off extra fields that are empty).
+        # find the long rows, reject them, read the rest.
         before = lines_before - 1  # the batch's own copy of the header is its first line
         malformed = _ragged_records(_text(path, data, before), separator, width, before)
+        if not malformed:
+            raise _unreadable(path, exc) from None
         try:
             frame = _polars_csv(data, separator, ragged=True)
-        except pl.exceptions.PolarsError:
-            raise _unreadable(path, exc) from None
+        except pl.exceptions.PolarsError as again:
+            raise _unreadable(path, again) from None
     return frame, malformed
 
 
@@ -322,6 +333,7 @@ def _ragged_records(text: str, separator: str, width: int, lines_before: int = 0
 
     ``text`` starts with the header line; ``lines_before`` is how many source lines precede that copy of it.
     """
+    limit = csv.field_size_limit(_MAX_CELL)  # the module's default (131,072) is less than a cell may hold
     try:
         records = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
         next(records, None)
@@ -329,26 +341,29 @@ def _ragged_records(text: str, separator: str, width: int, lines_before: int = 0
             (number, f"line {lines_before + records.line_num}: {len(fields)} fields but the header has {width}; "
                      "check its quoting and separators")
             for number, fields in enumerate(records, start=1)
-            if len(fields) > width and any(fields[width:])  # a trailing separator only: kept, as polars does
+            if len(fields) > width
         ]
     except csv.Error:
         return []
+    finally:
+        csv.field_size_limit(limit)
 
 
-def _check_header(path: Path, header_line: str, separator: str) -> int:
+def _check_header(where: str, header_line: str, separator: str) -> int:
+    """The header's width, after checking its names; ``where`` is ``file:line`` for messages."""
     try:
         names = next(csv.reader([header_line.rstrip("\r")], delimiter=separator), [])
     except csv.Error as exc:
-        raise InputError(f"{path}:1: the header line is not valid CSV ({exc}); check the file's first line") from None
+        raise InputError(f"{where}: the header line is not valid CSV ({exc}); check the header line") from None
     seen: set[str] = set()
     for name in names:
         clean = name.strip()
         if not clean:
-            raise InputError(f"{path}:1: the header has an empty column name; name every column")
+            raise InputError(f"{where}: the header has an empty column name; name every column")
         if clean.startswith("__"):
-            raise InputError(f"{path}:1: column name {clean!r} is reserved (starts with __); rename it")
+            raise InputError(f"{where}: column name {clean!r} is reserved (starts with __); rename it")
         if clean in seen:
-            raise InputError(f"{path}:1: column {clean!r} appears twice in the header; rename or drop one")
+            raise InputError(f"{where}: column {clean!r} appears twice in the header; rename or drop one")
         seen.add(clean)
     return len(names)
 

@@ -33,6 +33,7 @@ class Scanned:
     types: dict[str, str]
     fields: list[str]
     index: StateIndex
+    header_line: int  # the source's line naming the columns
 
     def keys(self, contacts: pl.DataFrame) -> pl.Series:
         """The KEY of some of ``contacts``: the slim rows keep no text (a million keys are ~40 MB)."""
@@ -82,6 +83,7 @@ def scan(
         types=types,
         fields=list(fields),
         index=index,
+        header_line=stream.header.header_line,
     )
 
 

@@ -171,7 +171,7 @@ def ensure_properties(
     state: StateStore,
     *,
     create: bool,
-    source_path: Path,
+    where: str,
 ) -> list[str]:
     """Custom properties the run fills must exist in Loops: create them if asked, else stop.
 
@@ -187,7 +187,7 @@ def ensure_properties(
     listed = ", ".join(f"{name} ({types.get(name, 'string')})" for name in missing)
     invalid = [problem for name in missing if (problem := target_problem(name))]
     if invalid:
-        raise ConfigError(f"{source_path}:1: {'; '.join(invalid)}; rename the column or map it with --mapping")
+        raise ConfigError(f"{where}: {'; '.join(invalid)}; rename the column or map it with --mapping")
     if state.readonly:  # a dry run creates nothing
         verb = "will be created (--create-properties)" if create else "must exist first: pass --create-properties"
         return [f"Loops has no property {listed} yet; it {verb}"]
@@ -233,7 +233,7 @@ def _sync(
     notes = ensure_properties(
         sent_fields(classified, scanned.fields), scanned.types, account, loops, state,
         create=config.create_properties,
-        source_path=config.source,
+        where=f"{config.source}:{scanned.header_line}",
     )
     options = PlanOptions(config.key, config.keep_empty, config.resubscribe)
     summary = Summary(dry_run=config.dry_run, rejected=rejects.height, unchanged=classified.unchanged,
@@ -313,7 +313,7 @@ def apply_plan(plan_path: Path, config: SyncConfig, runtime: Runtime | None = No
             account = fetch_account(loops)
             remember(state, account)
         notes = ensure_properties(filled, header.types, account, loops, state, create=config.create_properties,
-                                  source_path=plan_path)
+                                  where=f"{plan_path}:1")
         summary = Summary(rejected=header.rejected, unchanged=header.unchanged)
         with _outputs(config, summary, runtime.clock, started) as report:
             result = SyncResult(summary, report.path, plan_path=plan_path, notes=notes)

@@ -442,3 +442,13 @@ def test_no_valid_rows_gives_an_empty_frame_with_the_fields() -> None:
     assert contacts.frame.height == 0
     assert contacts.fields == ["email", "firstName"]
     assert len(rejects(contacts)) == 2
+
+
+def test_a_header_problem_names_the_header_line_after_blank_lines(tmp_path: Path) -> None:
+    path = tmp_path / "late.csv"
+    path.write_text("\n\nname,zip\nAda,02134\n")
+
+    with pytest.raises(InputError) as info:
+        normalise(read_source(path))
+
+    assert str(info.value).startswith(f"{path}:3: no email column (found: name, zip);")

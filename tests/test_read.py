@@ -476,16 +476,47 @@ def test_a_bad_byte_after_a_carried_carriage_return_names_its_line(
 
 
 @pytest.mark.parametrize(("batch_bytes", "block_bytes"), [(1, 1), (16, 8), (1 << 20, 8)])
-def test_a_trailing_separator_is_not_an_extra_field(
+def test_an_extra_field_is_malformed_even_if_empty_and_on_the_last_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch_bytes: int, block_bytes: int
 ) -> None:
-    # "y@x.io,Y," has an empty third field: kept (polars drops it) wherever the batches are cut,
-    # whether or not the batch also holds a row that really is too long.
-    path = write(tmp_path, "t.csv", "email,name\ny@x.io,Y,\na@x.io,A,extra\nz@x.io,Z,")
+    # "y@x.io,,Y," is a shifted row: its trailing separator must not make it fit. Polars alone would
+    # forgive that on a last line without a line break ("z@x.io,Z,"): the same rule holds there too,
+    # wherever the batches are cut.
+    path = write(tmp_path, "t.csv", "email,name\ny@x.io,,Y,\nok@x.io,Ok\nz@x.io,Z,")
     monkeypatch.setattr(read, "BATCH_BYTES", batch_bytes)
     monkeypatch.setattr(read, "BLOCK_BYTES", block_bytes)
 
     source = read_source(path)
 
-    assert source.frame.rows() == [(1, "y@x.io", "Y"), (3, "z@x.io", "Z")]
+    assert source.frame.rows() == [(2, "ok@x.io", "Ok")]
+    assert source.malformed == [
+        (1, "line 2: 4 fields but the header has 2; check its quoting and separators"),
+        (3, "line 4: 3 fields but the header has 2; check its quoting and separators"),
+    ]
+
+
+def test_a_row_too_long_is_found_beside_a_cell_longer_than_the_csv_modules_limit(tmp_path: Path) -> None:
+    huge = "x" * 140_000
+    path = write(tmp_path, "big.csv", f"email,name\na@x.com,{huge}\nb@x.com,Bo,EXTRA\nc@x.com,Cy\n")
+
+    source = read_source(path)
+
+    assert [row for row, *_ in source.frame.rows()] == [1, 3]
     assert source.malformed == [(2, "line 3: 3 fields but the header has 2; check its quoting and separators")]
+
+
+def test_header_errors_name_the_header_line_after_blank_lines(tmp_path: Path) -> None:
+    duplicated = write(tmp_path, "dup.csv", "\n\nemail,email\na@x.io,b@x.io\n")
+    bad_byte = write(tmp_path, "byte.csv", b"\n\nemail,n\xe9\na@x.io,b\n")
+
+    assert input_error(duplicated) == f"{duplicated}:3: column 'email' appears twice in the header; rename or drop one"
+    assert input_error(bad_byte).startswith(f"{bad_byte}:3: byte 0xe9 is not valid utf-8;")
+
+
+def test_many_blank_lines_before_the_header_are_skipped_in_linear_time(tmp_path: Path) -> None:
+    path = write(tmp_path, "blank.csv", "\n" * 2_000_000 + "email\na@x.io\n")
+
+    source = read_source(path)  # once quadratic: minutes
+
+    assert source.frame.rows() == [(1, "a@x.io")]
+    assert source.line_of(1) == 2_000_002
