@@ -1,7 +1,8 @@
 """Stage 3: decide per contact: create, update (field by field), delete, or leave alone.
 
-No I/O here. ``classify`` is one polars join of the source against the state's hashes; the
-``plan_*`` functions turn only the changed rows into :class:`Action` objects.
+No I/O here. ``mark`` looks a batch of source rows up in the state's key-hash index (``StateIndex``)
+and ``split`` turns the marked rows into creates, updates and deletes; ``classify`` does both for a
+whole source at once. The ``plan_*`` functions turn only the changed rows into :class:`Action` objects.
 """
 
 from __future__ import annotations

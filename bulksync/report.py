@@ -88,8 +88,6 @@ def describe_changes(action: Action) -> str:
     if action.kind == "delete":
         return ""
     before = action.before
-    if action.kind == "create":  # every field is new
-        return "; ".join(change_text(name, None, value) for name, value in action.send.items())
     return "; ".join(
         change_text(name, before.get(name), value) for name, value in action.send.items() if before.get(name) != value
     )

@@ -3,6 +3,7 @@ batches, the other identifier, deletes, --limit and the report, through the real
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +140,21 @@ def test_a_property_only_a_losing_duplicate_fills_is_not_needed(cli: Any, workdi
 
     assert result.status == 0, result.err
     assert (result.summary()["created"], result.summary()["rejected"]) == (1, 1)
+
+
+def test_a_bad_byte_found_while_the_next_batch_is_read_ahead_is_the_runs_one_line_error(
+    cli: Any, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches are read in a background thread: its error must end the run like any other input error.
+    monkeypatch.setattr(read, "BATCH_BYTES", 150)
+    monkeypatch.setattr(read, "BLOCK_BYTES", 37)
+    (workdir / "bad.csv").write_bytes(FIRST.encode() + b"jos\xe9@example.com,u77,Jos,free\n")
+
+    result = cli("sync", "bad.csv", "--state", "state.db")
+
+    assert result.status == 2
+    assert result.err == (
+        "bulksync: error: bad.csv:42: byte 0xe9 is not valid utf-8; "
+        "pass the file's encoding, e.g. --encoding latin-1 or --encoding cp1252\n"
+    )
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("bulksync-read")]
