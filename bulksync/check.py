@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from bulksync.fields import LIST_PREFIX, MAILING_LISTS, STANDARD_FIELDS, is_list_field
-from bulksync.mapping import (
+from bulksync.source.mapping import (
     MappedSource,
     MappingSpec,
     apply_mapping,
@@ -23,7 +23,7 @@ from bulksync.mapping import (
     property_types,
     target_problem,
 )
-from bulksync.read import Source
+from bulksync.source.read import Source
 
 NAME_WIDTH = 24
 

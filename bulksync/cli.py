@@ -24,10 +24,10 @@ from bulksync.config import DEFAULT_BASE_URL, DEFAULT_STATE_PATH, DeleteLimit, H
 from bulksync.emulator import cli as emulator_cli
 from bulksync.errors import BulksyncError, ExitStatus, StateError, printable
 from bulksync.logs import redact
-from bulksync.mapping import PRESETS
-from bulksync.read import read_source
-from bulksync.report import describe_change, render_summary
-from bulksync.state import StateStore
+from bulksync.report.writer import describe_change, render_summary
+from bulksync.source.mapping import PRESETS
+from bulksync.source.read import read_source
+from bulksync.state.sqlite import StateStore
 from bulksync.sync import SyncResult, apply_plan, check_credentials, mapping_spec, record_baseline, run_sync
 
 log = logging.getLogger("bulksync")
@@ -297,7 +297,7 @@ def _run_baseline(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     spec = mapping_spec(args.mapping, args.preset)
     http = HttpConfig(api_key=os.environ.get("LOOPS_API_KEY") or None,
                       base_url=args.base_url or os.environ.get("LOOPS_BASE_URL") or DEFAULT_BASE_URL)
-    from bulksync.connection import Connection  # noqa: PLC0415 (httpx: start-up only the commands that talk pay)
+    from bulksync.loops.connection import Connection  # noqa: PLC0415 (httpx: start-up only the commands that talk pay)
 
     with _runtime(args) as (runtime, _), (Connection(http, runtime) if http.api_key else nullcontext()) as loops:
         summary = record_baseline(args.source, args.state, args.key, args.encoding, spec=spec,
@@ -314,7 +314,7 @@ def _run_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     check_credentials(http)
     spec = mapping_spec(args.mapping, args.preset)
     source = read_source(args.source, args.encoding, args.delimiter)
-    from bulksync.connection import Connection  # noqa: PLC0415 (see _run_baseline)
+    from bulksync.loops.connection import Connection  # noqa: PLC0415 (see _run_baseline)
 
     with _runtime(args) as (runtime, _), Connection(http, runtime) as loops:
         result = run_check(source, spec, loops)

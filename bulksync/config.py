@@ -5,20 +5,19 @@ from __future__ import annotations
 import ipaddress
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from bulksync.errors import ConfigError
-from bulksync.throttle import Clock, Sleep
-
-if TYPE_CHECKING:
-    import httpx
 
 DEFAULT_BASE_URL = "https://app.loops.so/api"
 DEFAULT_STATE_PATH = Path("bulksync.state.db")
 
+Clock = Callable[[], float]
+Sleep = Callable[[float], None]
 KeyField = Literal["email", "userId"]
 CreateVia = Literal["create", "update"]
 Mode = Literal["upsert", "create-only", "update-only"]
@@ -115,7 +114,8 @@ class SyncConfig:
 class Runtime:
     """What a run needs from its surroundings, injectable for tests."""
 
-    transport: httpx.BaseTransport | None = None
+    # An httpx transport (the emulator's, in tests); typed loosely so this bottom layer needs no httpx.
+    transport: Any = None
     clock: Clock = time.monotonic
     sleep: Sleep = time.sleep
     stop: threading.Event | None = None

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
+
+from bulksync.files import create_private
 
 log = logging.getLogger("bulksync")
 FIELDS = ("row", "key", "http_status", "attempt")
@@ -67,8 +68,7 @@ def configure(stream: TextIO, *, level: int, secrets: Sequence[str], log_file: P
     formatter: logging.Formatter = _Json() if fmt == "json" else _Text()
     handlers: list[logging.Handler] = [logging.StreamHandler(stream)]
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))  # holds contact keys: private
+        create_private(log_file)  # holds contact keys
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
     for handler in handlers:
         handler.setFormatter(formatter)

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from bulksync import logs
-from bulksync.account import Account, custom_fields, fetch_account, remember, remembered
-from bulksync.config import DeleteLimit, HttpConfig, KeyField, Mode, Runtime, SyncConfig, check_base_url
-from bulksync.diff import (
-    STATE_ROW,
+from bulksync.columns import HASH, KEY, ROW, STATE_HASH, STATE_ROW
+from bulksync.config import Clock, DeleteLimit, HttpConfig, KeyField, Mode, Runtime, SyncConfig, check_base_url
+from bulksync.errors import ConfigError, DeleteGuardError, StateError
+from bulksync.loops.account import Account, custom_fields, fetch_account, remember, remembered
+from bulksync.loops.push import Outcome, push_all
+from bulksync.plan.diff import (
     Action,
     Classified,
     PlanOptions,
@@ -33,10 +35,11 @@ from bulksync.diff import (
     plan_updates,
     split,
 )
-from bulksync.errors import ConfigError, DeleteGuardError, StateError
-from bulksync.fingerprint import HASH
-from bulksync.lock import run_lock
-from bulksync.mapping import (
+from bulksync.plan.normalise import field_names, require_identity
+from bulksync.plan.planfile import PlanHeader, PlanWriter, read_plan
+from bulksync.plan.scan import Scanned, scan
+from bulksync.report.writer import ReportWriter, Summary, write_json
+from bulksync.source.mapping import (
     MappingSpec,
     apply_mapping,
     identity_mapping,
@@ -45,17 +48,12 @@ from bulksync.mapping import (
     merge,
     target_problem,
 )
-from bulksync.normalise import KEY, field_names, require_identity
-from bulksync.plan import PlanHeader, PlanWriter, read_plan
-from bulksync.push import Outcome, push_all
-from bulksync.read import ROW, Source, SourceStream, open_source
-from bulksync.report import ReportWriter, Summary, write_json
-from bulksync.scan import Scanned, scan
-from bulksync.state import STATE_HASH, Fields, StateStore, hashes_after, utc_now
-from bulksync.throttle import Clock
+from bulksync.source.read import Source, SourceStream, open_source
+from bulksync.state.lock import run_lock
+from bulksync.state.sqlite import Fields, StateStore, hashes_after, utc_now
 
 if TYPE_CHECKING:
-    from bulksync.connection import Connection
+    from bulksync.loops.connection import Connection
 
 log = logging.getLogger("bulksync")
 SLICE_ROWS = 5_000
@@ -102,7 +100,7 @@ def _connect(config: SyncConfig, runtime: Runtime) -> Connection | nullcontext[N
     if not config.http.api_key:
         return nullcontext()
     check_base_url(config.http.base_url)
-    from bulksync.connection import Connection  # noqa: PLC0415 (httpx is 60 ms of start-up a dry run may not need)
+    from bulksync.loops.connection import Connection  # noqa: PLC0415 (httpx is 60 ms of start-up a dry run may not need)
 
     return Connection(config.http, runtime, config.create_via)
 
@@ -298,7 +296,7 @@ def apply_plan(plan_path: Path, config: SyncConfig, runtime: Runtime | None = No
     started = runtime.clock()
     check_credentials(config.http)
     header, actions = read_plan(plan_path)
-    from bulksync.connection import Connection  # noqa: PLC0415 (see _connect)
+    from bulksync.loops.connection import Connection  # noqa: PLC0415 (see _connect)
     state_path = Path(header.state)
     with (
         run_lock(state_path),

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from bulksync.check import CheckResult, ColumnCheck, TypeMismatch, render_check, run_check
-from bulksync.client import LoopsClient
 from bulksync.emulator.core import LoopsEmulator
 from bulksync.errors import AuthError
-from bulksync.mapping import MappingSpec, load_preset, merge, parse_mapping
-from bulksync.read import read_source
+from bulksync.loops.client import LoopsClient
+from bulksync.source.mapping import MappingSpec, load_preset, merge, parse_mapping
+from bulksync.source.read import read_source
 
 MAILCHIMP = Path(__file__).resolve().parent.parent / "sample_data" / "exports" / "mailchimp"
 SUBSCRIBED = MAILCHIMP / "subscribed_members_export_8d1f2a9c3e.csv"

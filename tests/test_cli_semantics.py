@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bulksync.emulator.core import LoopsEmulator
-from bulksync.state import StateStore
+from bulksync.state.sqlite import StateStore
 from tests.conftest import SAMPLE_DATA
 from tests.test_cli_sync import writes
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bulksync.emulator.core import Faults, LoopsEmulator
-from bulksync.state import StateStore
+from bulksync.state.sqlite import StateStore
 from tests.conftest import SAMPLE_DATA, expected_contacts
 
 WRITES = ("POST /v1/contacts/create", "PUT /v1/contacts/update", "POST /v1/contacts/delete")

@@ -9,14 +9,6 @@ from typing import Any
 import httpx
 import pytest
 
-from bulksync.client import (
-    USER_AGENT,
-    LoopsClient,
-    ResponseInfo,
-    error_message,
-    raise_for_response,
-    retry_after,
-)
 from bulksync.config import check_base_url
 from bulksync.errors import (
     ApiError,
@@ -27,6 +19,14 @@ from bulksync.errors import (
     RateLimited,
     RejectedError,
     RetriableError,
+)
+from bulksync.loops.client import (
+    USER_AGENT,
+    LoopsClient,
+    ResponseInfo,
+    error_message,
+    raise_for_response,
+    retry_after,
 )
 
 API_KEY = "sk_live_SECRET_4f9a"

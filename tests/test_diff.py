@@ -7,8 +7,9 @@ from typing import Any
 import polars as pl
 import pytest
 
-from bulksync import diff
-from bulksync.diff import (
+from bulksync.columns import HASH, KEY, ROW, STATE_HASH
+from bulksync.plan import diff
+from bulksync.plan.diff import (
     Action,
     Change,
     PlanOptions,
@@ -21,10 +22,6 @@ from bulksync.diff import (
     plan_update,
     plan_updates,
 )
-from bulksync.fingerprint import HASH
-from bulksync.normalise import KEY
-from bulksync.read import ROW
-from bulksync.state import STATE_HASH
 
 EMAIL = PlanOptions()
 BY_USER_ID = PlanOptions(key="userId")

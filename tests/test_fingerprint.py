@@ -8,7 +8,8 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bulksync.fingerprint import HASH, with_fingerprint
+from bulksync.columns import HASH
+from bulksync.plan.fingerprint import with_fingerprint
 
 TYPES = {"email": "string", "firstName": "string", "lastName": "string", "zip": "string", "seats": "number"}
 ADA = {"email": "ada@example.com", "firstName": "Ada", "lastName": "Lovelace", "zip": "02134", "seats": "4"}

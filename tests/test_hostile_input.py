@@ -23,7 +23,7 @@ import pytest
 from bulksync.cli import build_parser
 from bulksync.emulator.core import LoopsEmulator
 from bulksync.emulator.server import EmulatorServer
-from bulksync.state import StateStore
+from bulksync.state.sqlite import StateStore
 from tests.conftest import API_KEY, SAMPLE_DATA, CliResult
 
 HOSTILE = SAMPLE_DATA / "hostile"

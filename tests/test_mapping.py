@@ -12,7 +12,8 @@ import pytest
 
 from bulksync.errors import ConfigError
 from bulksync.fields import payload_from_fields
-from bulksync.mapping import (
+from bulksync.plan.normalise import normalise
+from bulksync.source.mapping import (
     PRESETS,
     ColumnRule,
     Constant,
@@ -25,8 +26,7 @@ from bulksync.mapping import (
     merge,
     property_name,
 )
-from bulksync.normalise import normalise
-from bulksync.read import read_source
+from bulksync.source.read import read_source
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "mapping.md"
 COLUMN_KEYS = "to, type, format, transform, values, list, lists, separator, optional"

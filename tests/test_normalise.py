@@ -8,10 +8,11 @@ from typing import Any
 import polars as pl
 import pytest
 
+from bulksync.columns import KEY, REASON, ROW
 from bulksync.config import KeyField
 from bulksync.errors import InputError
-from bulksync.normalise import KEY, REASON, Contacts, normalise
-from bulksync.read import ROW, Source, read_source
+from bulksync.plan.normalise import Contacts, normalise
+from bulksync.source.read import Source, read_source
 
 PATH = Path("people.csv")
 LONG_OK = "x" * 498

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from bulksync.fields import payload_from_fields
-from bulksync.mapping import PRESETS, MappedSource, apply_mapping, load_mapping, load_preset, merge
-from bulksync.normalise import normalise
-from bulksync.read import read_source
+from bulksync.plan.normalise import normalise
+from bulksync.source.mapping import PRESETS, MappedSource, apply_mapping, load_mapping, load_preset, merge
+from bulksync.source.read import read_source
 
 EXPORTS = Path(__file__).resolve().parent.parent / "sample_data" / "exports"
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "mapping.md"
@@ -43,7 +43,7 @@ def contacts(source: str, rows: dict[int, dict[str, Any]]) -> dict[int, dict[str
 def test_every_preset_file_is_listed_and_loads() -> None:
     shipped = sorted(
         entry.name.removesuffix(".toml")
-        for entry in resources.files("bulksync.presets").iterdir()
+        for entry in resources.files("bulksync.source.presets").iterdir()
         if entry.name.endswith(".toml")
     )
     assert shipped == sorted(PRESETS)

@@ -23,11 +23,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bulksync.cli import main
+from bulksync.columns import HASH, KEY, ROW
 from bulksync.config import KeyField
 from bulksync.errors import InputError
-from bulksync.fingerprint import HASH, with_fingerprint
-from bulksync.normalise import KEY, Contacts, normalise
-from bulksync.read import ROW, Source, read_source
+from bulksync.plan.fingerprint import with_fingerprint
+from bulksync.plan.normalise import Contacts, normalise
+from bulksync.source.read import Source, read_source
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -10,13 +10,14 @@ from typing import Any
 import httpx
 import pytest
 
-from bulksync.client import LoopsClient
 from bulksync.config import CreateVia
-from bulksync.diff import Action
 from bulksync.emulator.core import Faults, LoopsEmulator
 from bulksync.errors import AuthError
-from bulksync.push import Outcome, Pusher, push_all, without_resubscribe
-from bulksync.throttle import RateLimiter
+from bulksync.loops.client import LoopsClient
+from bulksync.loops.push import Outcome, Pusher, push_all
+from bulksync.loops.throttle import RateLimiter
+from bulksync.plan.diff import Action
+from bulksync.plan.requests import without_resubscribe
 
 API_KEY = "k"
 TYPES = {"email": "string", "firstName": "string", "lastName": "string", "subscribed": "boolean",

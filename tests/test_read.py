@@ -9,9 +9,10 @@ from typing import Any
 import polars as pl
 import pytest
 
-from bulksync import read
+from bulksync.columns import ROW
 from bulksync.errors import InputError
-from bulksync.read import ROW, Source, read_source, sniff_delimiter
+from bulksync.source import read
+from bulksync.source.read import Source, read_source, sniff_delimiter
 
 
 def write(tmp_path: Path, name: str, data: bytes | str) -> Path:

@@ -18,8 +18,8 @@ from typing import Any
 from bench.generate import contacts, write
 from bulksync.emulator.core import Faults, LoopsEmulator
 from bulksync.emulator.server import EmulatorServer
-from bulksync.lock import lock_path, run_lock
-from bulksync.state import StateStore
+from bulksync.state.lock import lock_path, run_lock
+from bulksync.state.sqlite import StateStore
 from tests.conftest import API_KEY
 
 ROOT = Path(__file__).resolve().parent.parent

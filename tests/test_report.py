@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bulksync.diff import Action, Change
-from bulksync.push import Outcome
-from bulksync.report import (
+from bulksync.loops.push import Outcome
+from bulksync.plan.diff import Action, Change
+from bulksync.report.writer import (
     REPORT_COLUMNS,
     ReportWriter,
     Summary,
@@ -145,16 +145,19 @@ def test_formulas_in_any_cell_are_neutralised(tmp_path: Path) -> None:
     assert lines[2] == "9,'=cmd|'/c calc'!A1@x.io,update,planned,,0,,\"'+plan: (empty) -> \"\"-1\"\"\""
 
 
-def test_report_file_is_private_and_replaces_an_old_one(tmp_path: Path) -> None:
+def test_report_replaces_an_old_one_without_changing_a_mode_bulksync_did_not_set(tmp_path: Path) -> None:
     path = tmp_path / "reports" / "report.csv"
     path.parent.mkdir()
     path.write_text("old,stuff\n" * 100)
-    path.chmod(0o644)
+    path.chmod(0o640)  # the user's choice: bulksync never chmods a file it did not create
 
     ReportWriter(path).close()
 
-    assert mode(path) == 0o600
+    assert mode(path) == 0o640
     assert written(path) == HEADER
+    fresh = tmp_path / "reports" / "new.csv"
+    ReportWriter(fresh).close()
+    assert mode(fresh) == 0o600
 
 
 def test_report_creates_missing_directories(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from bulksync.errors import (
     RejectedError,
     RetriableError,
 )
-from bulksync.retry import MAX_WAIT_S, retry_policy
+from bulksync.loops.retry import MAX_WAIT_S, retry_policy
 
 
 def failing(errors: list[Exception], result: str = "done") -> tuple[Callable[[], str], list[int]]:

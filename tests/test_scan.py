@@ -10,10 +10,11 @@ from typing import Any
 import polars as pl
 import pytest
 
-from bulksync import read, sync
+from bulksync import sync
+from bulksync.columns import KEY, KEY_HASH, STATE_HASH
 from bulksync.emulator.core import LoopsEmulator
-from bulksync.normalise import KEY, KEY_HASH
-from bulksync.state import STATE_HASH, StateStore
+from bulksync.source import read
+from bulksync.state.sqlite import StateStore
 
 
 def rows(*lines: str) -> str:

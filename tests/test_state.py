@@ -12,8 +12,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from bulksync.columns import STATE_HASH
 from bulksync.errors import StateError
-from bulksync.state import SCHEMA_VERSION, STATE_HASH, StateStore, hashes_after
+from bulksync.state.sqlite import SCHEMA_VERSION, StateStore, hashes_after
 
 KEY_COLUMN = "__key"
 RECOVER_HINT = "restore it from a backup or pass another --state (a new file re-sends every contact once, safely)"

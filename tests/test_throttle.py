@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bulksync.throttle import RateLimiter
+from bulksync.loops.throttle import RateLimiter
 
 
 class FakeClock:

@@ -7,7 +7,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from bulksync.values import Invalid, coerce, coerce_detailed, format_problem
+from bulksync.source.values import Invalid, coerce, coerce_detailed, format_problem
 
 DATE_HINT = "(use ISO 8601 such as 2024-01-31, or set a format in the mapping)"
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from bulksync.emulator.core import Faults
 from bulksync.emulator.server import EmulatorServer
-from bulksync.state import StateStore
+from bulksync.state.sqlite import StateStore
 from tests.test_reliability import finish, spawn
 
 ROWS = 300

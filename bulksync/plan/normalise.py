@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import polars as pl
 import polars_hash as plh
 
+from bulksync.columns import KEY, KEY_HASH, REASON, ROW
 from bulksync.config import KeyField
 from bulksync.errors import InputError
 from bulksync.fields import (
@@ -26,11 +27,8 @@ from bulksync.fields import (
     list_field,
     loops_name,
 )
-from bulksync.read import ROW, Source
+from bulksync.source.read import Source
 
-KEY = "__key"
-KEY_HASH = "__key_hash"  # a 64-bit hash of KEY, where a later stage has computed it
-REASON = "__reason"
 LISTS_INVALID = "__lists_invalid"
 _NO_REJECTS = pl.DataFrame(schema={ROW: pl.UInt32, KEY: pl.String, REASON: pl.String})
 

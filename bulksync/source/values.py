@@ -24,10 +24,9 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from bulksync.columns import REASON, ROW
 from bulksync.fields import FALSE_WORDS, TRUE_WORDS
 
-ROW = "__row"
-REASON = "__reason"
 PROPERTY_TYPES: tuple[str, ...] = ("string", "number", "boolean", "date")
 NUMBER_FORMATS: dict[str, str] = {
     "decimal_comma": "a decimal comma, e.g. 1.234,5",

@@ -12,8 +12,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from bulksync.config import Sleep
 from bulksync.errors import RetriableError
-from bulksync.throttle import Sleep
 
 MAX_WAIT_S = 60.0
 

@@ -6,12 +6,12 @@ from typing import Any
 
 import httpx
 
-from bulksync.client import LoopsClient
 from bulksync.config import CreateVia, HttpConfig, Runtime
 from bulksync.errors import ApiError, RejectedError, RetriableError
-from bulksync.mapping import property_types
-from bulksync.push import Pusher
-from bulksync.throttle import RateLimiter
+from bulksync.loops.client import LoopsClient
+from bulksync.loops.push import Pusher
+from bulksync.loops.throttle import RateLimiter
+from bulksync.source.mapping import property_types
 
 
 class Connection:

@@ -14,12 +14,10 @@ from typing import Any, Literal
 import polars as pl
 import polars_hash as plh
 
+from bulksync.columns import HASH, KEY, KEY_HASH, ROW, STATE_HASH, STATE_ROW, STATUS
 from bulksync.config import KeyField
 from bulksync.fields import is_list_field
-from bulksync.fingerprint import HASH
-from bulksync.normalise import KEY, KEY_HASH
-from bulksync.read import ROW
-from bulksync.state import STATE_HASH, Fields
+from bulksync.state.sqlite import Fields
 
 ActionKind = Literal["create", "update", "delete", "refresh"]
 # Loops has no "no value" for these: an emptied cell leaves them as they are.
@@ -77,8 +75,6 @@ class Classified:
     unchanged: int
 
 
-STATE_ROW = "__state_row"  # a row's contact's position in the StateIndex; null for a contact new to the state
-STATUS = "__status"
 UNCHANGED, CHANGED, NEW = 0, 1, 2
 
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
-Clock = Callable[[], float]
-Sleep = Callable[[float], None]
+from bulksync.config import Clock, Sleep
 
 
 class RateLimiter:

@@ -16,7 +16,7 @@ from functools import reduce
 import polars as pl
 import polars_hash as plh
 
-HASH = "__hash"
+from bulksync.columns import HASH
 
 
 def field_seed(name: str, type_: str) -> int:

@@ -24,9 +24,9 @@ from typing import Any
 
 import polars as pl
 
+from bulksync.columns import ROW
 from bulksync.errors import InputError
 
-ROW = "__row"
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 JSONL_CHUNK_LINES = 50_000
 BLOCK_BYTES = 8 << 20  # read from disk (or gzip) this much at a time

@@ -16,11 +16,12 @@ from typing import TypeVar
 
 import polars as pl
 
+from bulksync.columns import KEY, KEY_HASH, ROW, STATE_ROW, STATUS
 from bulksync.config import KeyField
-from bulksync.diff import STATE_ROW, STATUS, UNCHANGED, StateIndex, mark
-from bulksync.fingerprint import with_fingerprint
-from bulksync.normalise import KEY, KEY_HASH, deduplicate, validate
-from bulksync.read import ROW, Source, SourceStream
+from bulksync.plan.diff import UNCHANGED, StateIndex, mark
+from bulksync.plan.fingerprint import with_fingerprint
+from bulksync.plan.normalise import deduplicate, validate
+from bulksync.source.read import Source, SourceStream
 
 
 @dataclass

@@ -13,21 +13,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bulksync import logs
-from bulksync.config import CreateVia
-from bulksync.diff import Action
+from bulksync.config import CreateVia, Sleep
 from bulksync.errors import AuthError, ConflictError, NotFoundError, NotSent, RejectedError, RetriableError
 from bulksync.fields import payload_from_fields
-from bulksync.retry import retry_policy
-from bulksync.throttle import RateLimiter, Sleep
+from bulksync.loops.retry import retry_policy
+from bulksync.loops.throttle import RateLimiter
+from bulksync.plan.diff import Action
+from bulksync.plan.requests import Sent, first_request, without_resubscribe
 
 if TYPE_CHECKING:  # annotations only: a dry run plans without loading httpx
     from tenacity import RetryCallState
 
-    from bulksync.client import LoopsClient
+    from bulksync.loops.client import LoopsClient
 
 log = logging.getLogger("bulksync")
 
-Sent = dict[str, str | None]
 STOP_GRACE_S = 5.0
 UNANSWERED = "no answer before the run stopped: it may or may not have been applied; the next run settles it"
 
@@ -44,26 +44,6 @@ class Outcome:
     error: str | None = None
     note: str | None = None
     exists: bool = False  # --mode create-only met a contact already in Loops and left it alone
-
-
-ENDPOINTS = {"create": "POST /v1/contacts/create", "update": "PUT /v1/contacts/update",
-             "delete": "POST /v1/contacts/delete"}
-
-
-def first_request(action: Action, create_via: CreateVia) -> tuple[str, Sent]:
-    """Which endpoint an action starts with, and the fields it sends there."""
-    if action.kind == "delete":
-        return "delete", action.send
-    if action.kind == "create" and create_via == "create":
-        return "create", action.send
-    if action.kind == "create":  # Loops' upsert: a contact that exists keeps its subscription
-        return "update", without_resubscribe(action.send)
-    return "update", action.send
-
-
-def without_resubscribe(send: Mapping[str, str | None]) -> Sent:
-    """An update to a contact that may exist must never carry ``subscribed: true``."""
-    return {name: value for name, value in send.items() if not (name == "subscribed" and value == "true")}
 
 
 class Pusher:

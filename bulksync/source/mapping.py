@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 import polars as pl
 
-from bulksync import values
+from bulksync.columns import ROW
 from bulksync.errors import ConfigError
 from bulksync.fields import (
     LIST_PREFIX,
@@ -37,7 +37,8 @@ from bulksync.fields import (
     loops_name,
     standard_name,
 )
-from bulksync.read import ROW, Source
+from bulksync.source import values
+from bulksync.source.read import Source
 
 PRESETS: tuple[str, ...] = ("mailchimp", "kit", "sendgrid", "brevo", "beehiiv", "substack")
 PRESET_ALIASES: dict[str, str] = {"convertkit": "kit", "sendinblue": "brevo"}
@@ -193,7 +194,7 @@ def load_preset(name: str) -> MappingSpec:
 
 @functools.cache
 def _load_preset(key: str) -> MappingSpec:
-    text = resources.files("bulksync.presets").joinpath(f"{key}.toml").read_text(encoding="utf-8")
+    text = resources.files("bulksync.source.presets").joinpath(f"{key}.toml").read_text(encoding="utf-8")
     return parse_mapping(tomllib.loads(text), f"preset {key!r}")
 
 

@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bulksync.errors import StateError
-from bulksync.state import utc_now
+from bulksync.files import open_private_fd
+from bulksync.state.sqlite import utc_now
 
 log = logging.getLogger("bulksync")
 
@@ -30,8 +31,7 @@ def lock_path(state_path: Path) -> Path:
 def run_lock(state_path: Path) -> Iterator[None]:
     """Hold the state file's lock for the block, or raise StateError naming the run that holds it."""
     path = lock_path(state_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = open_private_fd(path, os.O_RDWR)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

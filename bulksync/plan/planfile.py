@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from bulksync.config import CreateVia
-from bulksync.diff import Action
 from bulksync.errors import InputError
 from bulksync.fields import payload_from_fields
-from bulksync.push import ENDPOINTS, first_request
-from bulksync.report import open_private
+from bulksync.files import open_private
+from bulksync.plan.diff import Action
+from bulksync.plan.requests import ENDPOINTS, first_request
 
 PLAN_FORMAT = "bulksync-plan/1"
 ACTION_KINDS = ("create", "update", "delete", "refresh")

@@ -20,11 +20,11 @@ from typing import Any
 
 import polars as pl
 
+from bulksync.columns import KEY, STATE_HASH
 from bulksync.errors import StateError
+from bulksync.files import create_private, open_private_fd
 
 SCHEMA_VERSION = "2"  # 2 added contacts.held_back
-STATE_HASH = "__state_hash"
-_KEY = "__key"
 _FIELD_SEPARATOR = "\x1f"  # keys never hold control characters: normalise rejects them
 _BATCH = 500
 
@@ -64,7 +64,7 @@ class StateStore:
             return cls(path, db, readonly=True)
         is_new = not path.exists()
         if is_new:
-            _create_private(path)
+            create_private(path)
         try:
             uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
             db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
@@ -165,7 +165,7 @@ class StateStore:
         for old in self.path.parent.glob(f"{self.path.name}.hashes-*"):
             old.unlink(missing_ok=True)
         temporary = target.with_name(target.name + ".tmp")
-        with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
+        with open(open_private_fd(temporary, os.O_WRONLY | os.O_TRUNC), "wb") as fh:
             hashes.write_ipc(fh)
         os.replace(temporary, target)  # atomic: a reader sees the whole snapshot or none
 
@@ -178,7 +178,7 @@ class StateStore:
             (text,) = self._db.execute(
                 f"SELECT group_concat(key || char({ord(_FIELD_SEPARATOR)}) || row_hash, char(10)) FROM contacts"
             ).fetchone()
-        schema = {_KEY: pl.String, STATE_HASH: pl.Int64}
+        schema = {KEY: pl.String, STATE_HASH: pl.Int64}
         if not text:
             return pl.DataFrame(schema=schema)
         return pl.read_csv(
@@ -272,12 +272,12 @@ def hashes_after(known: pl.DataFrame, changes: Mapping[str, int | None]) -> pl.D
     """``known`` with ``changes`` applied: a key's new hash, or ``None`` for a key forgotten."""
     if not changes:
         return known
-    kept = known.filter(~pl.col(_KEY).is_in(pl.Series(list(changes), dtype=pl.String)))
+    kept = known.filter(~pl.col(KEY).is_in(pl.Series(list(changes), dtype=pl.String)))
     saved = {key: row_hash for key, row_hash in changes.items() if row_hash is not None}
     added = pl.DataFrame(
-        {_KEY: list(saved), STATE_HASH: list(saved.values())}, schema={_KEY: pl.String, STATE_HASH: pl.Int64}
+        {KEY: list(saved), STATE_HASH: list(saved.values())}, schema={KEY: pl.String, STATE_HASH: pl.Int64}
     )
-    return pl.concat([kept.select(_KEY, STATE_HASH), added])
+    return pl.concat([kept.select(KEY, STATE_HASH), added])
 
 
 def _dump(fields: Mapping[str, Any]) -> str:
@@ -293,8 +293,3 @@ def _batches(keys: list[str]) -> Iterator[list[str]]:
     for start in range(0, len(keys), _BATCH):
         yield keys[start : start + _BATCH]
 
-
-def _create_private(path: Path) -> None:
-    """Create the file readable by its owner only: it holds personal data."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))

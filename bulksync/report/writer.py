@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
-from bulksync.diff import Action, Change
+from bulksync.files import open_private
+from bulksync.plan.diff import Action, Change
 
 if TYPE_CHECKING:
-    from bulksync.push import Outcome
+    from bulksync.loops.push import Outcome
 
 REPORT_COLUMNS = ("row", "key", "action", "status", "http_status", "attempts", "error", "changes")
 SUMMARY_KEYS = ("created", "updated", "deleted", "unchanged", "rejected", "failed", "requests", "dry_run", "duration_s")
@@ -48,14 +48,6 @@ class Summary:
         data = {name: value for name, value in asdict(self).items() if name in SUMMARY_KEYS}
         data["duration_s"] = round(self.duration_s, 3)
         return data
-
-
-def open_private(path: Path) -> IO[str]:
-    """Open for writing, readable by the owner only: reports and plans hold personal data."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    return os.fdopen(fd, "w", encoding="utf-8", newline="")
 
 
 def write_json(path: Path, data: Any) -> None:
