@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,24 +13,7 @@ import pytest
 from bulksync.cli import main
 from bulksync.emulator.core import LoopsEmulator
 from bulksync.emulator.server import EmulatorServer
-
-SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
-API_KEY = "test-key"
-
-
-@dataclass
-class CliResult:
-    status: int
-    out: str
-    err: str
-    workdir: Path
-
-    def summary(self) -> dict[str, Any]:
-        return json.loads((self.workdir / "summary.json").read_text())  # type: ignore[no-any-return]
-
-    def report(self) -> list[dict[str, str]]:
-        with open(self.workdir / "report.csv", newline="", encoding="utf-8") as fh:
-            return list(csv.DictReader(fh))
+from tests.helpers import API_KEY, SAMPLE_DATA, CliResult
 
 
 @pytest.fixture
@@ -78,16 +58,3 @@ def cli(workdir: Path, monkeypatch: pytest.MonkeyPatch, loops: EmulatorServer) -
     return run
 
 
-def expected_contacts(path: Path) -> dict[str, dict[str, str]]:
-    """The valid contacts of a sample CSV as the emulator should hold them (last row wins)."""
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    contacts: dict[str, dict[str, str]] = {}
-    for row in rows:
-        email = row["email"].strip().lower()
-        if "@" not in email or row["subscribed"] not in ("true", "false", "yes", "no", "1", "0"):
-            continue
-        if any(len(value) > 498 for value in row.values()):
-            continue
-        contacts[email] = row
-    return contacts

@@ -24,7 +24,7 @@ from bulksync.cli import build_parser
 from bulksync.emulator.core import LoopsEmulator
 from bulksync.emulator.server import EmulatorServer
 from bulksync.state.sqlite import StateStore
-from tests.conftest import API_KEY, SAMPLE_DATA, CliResult
+from tests.helpers import API_KEY, SAMPLE_DATA, CliResult
 
 HOSTILE = SAMPLE_DATA / "hostile"
 WRITES = ("POST /v1/contacts/create", "PUT /v1/contacts/update", "POST /v1/contacts/delete")

@@ -9,8 +9,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,23 +18,7 @@ from bulksync.emulator.core import Faults, LoopsEmulator
 from bulksync.emulator.server import EmulatorServer
 from bulksync.state.lock import lock_path, run_lock
 from bulksync.state.sqlite import StateStore
-from tests.conftest import API_KEY
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def spawn(loops: EmulatorServer, workdir: Path, *args: str, key: str = API_KEY) -> subprocess.Popen[str]:
-    env = {**os.environ, "LOOPS_API_KEY": key, "LOOPS_BASE_URL": loops.url, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "bulksync", *args, "--create-properties"], cwd=workdir, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
-
-
-def finish(run: subprocess.Popen[str], timeout: float = 120) -> int:
-    """Wait for the process and close its pipes; its exit status."""
-    run.communicate(timeout=timeout)
-    return run.returncode
+from tests.helpers import finish, spawn
 
 
 def generated(workdir: Path, rows: int, name: str = "people.csv") -> Path:

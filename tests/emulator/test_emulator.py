@@ -20,7 +20,7 @@ from bulksync.emulator import cli as emulator_cli
 
 BASE_URL = "http://loops.test/api"
 AUTH = {"Authorization": "Bearer test-key"}
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class FakeClock:

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from bulksync.emulator.core import LoopsEmulator
-from tests.conftest import SAMPLE_DATA
-from tests.test_cli_sync import writes
+from tests.helpers import SAMPLE_DATA, writes
 
 EXPORTS = SAMPLE_DATA / "exports"
 MAILCHIMP = EXPORTS / "mailchimp"

@@ -14,8 +14,8 @@ from bulksync.plan.normalise import normalise
 from bulksync.source.mapping import PRESETS, MappedSource, apply_mapping, load_mapping, load_preset, merge
 from bulksync.source.read import read_source
 
-EXPORTS = Path(__file__).resolve().parent.parent / "sample_data" / "exports"
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "mapping.md"
+EXPORTS = Path(__file__).resolve().parents[2] / "sample_data" / "exports"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "mapping.md"
 MAILCHIMP = EXPORTS / "mailchimp"
 DATE_HINT = "(use ISO 8601 such as 2024-01-31, or set a format in the mapping)"
 

@@ -9,18 +9,7 @@ import pytest
 
 from bulksync.emulator.core import Faults, LoopsEmulator
 from bulksync.state.sqlite import StateStore
-from tests.conftest import SAMPLE_DATA, expected_contacts
-
-WRITES = ("POST /v1/contacts/create", "PUT /v1/contacts/update", "POST /v1/contacts/delete")
-
-
-def writes(emulator: LoopsEmulator, since: int = 0) -> list[dict[str, Any]]:
-    """Write requests the emulator received, from the ``since``-th request of its log on."""
-    return [r for r in emulator.request_log()[since:] if f"{r['method']} {r['path']}" in WRITES]
-
-
-def by_email(emulator: LoopsEmulator) -> dict[str, dict[str, Any]]:
-    return {c["email"]: c for c in emulator.contacts()}
+from tests.helpers import SAMPLE_DATA, by_email, expected_contacts, writes
 
 
 def assert_matches_source(emulator: LoopsEmulator, source: Path) -> None:

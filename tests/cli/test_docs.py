@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bulksync.cli import build_parser
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 def options(parser: argparse.ArgumentParser, path: str = "bulksync") -> dict[str, set[str]]:

@@ -28,7 +28,7 @@ from bulksync.source.mapping import (
 )
 from bulksync.source.read import read_source
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "mapping.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "mapping.md"
 COLUMN_KEYS = "to, type, format, transform, values, list, lists, separator, optional"
 
 

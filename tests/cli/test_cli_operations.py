@@ -10,8 +10,7 @@ from typing import Any
 
 from bulksync.cli import main
 from bulksync.emulator.core import Faults, LoopsEmulator
-from tests.conftest import API_KEY
-from tests.test_cli_sync import writes
+from tests.helpers import API_KEY, writes
 
 
 def rows_of(path: Path) -> list[dict[str, str]]:

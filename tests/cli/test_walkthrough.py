@@ -10,7 +10,7 @@ from typing import Any
 from bulksync.emulator.core import Faults
 from bulksync.emulator.server import EmulatorServer
 from bulksync.state.sqlite import StateStore
-from tests.test_reliability import finish, spawn
+from tests.helpers import finish, spawn
 
 ROWS = 300
 

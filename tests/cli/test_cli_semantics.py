@@ -10,8 +10,7 @@ from typing import Any
 
 from bulksync.emulator.core import LoopsEmulator
 from bulksync.state.sqlite import StateStore
-from tests.conftest import SAMPLE_DATA
-from tests.test_cli_sync import writes
+from tests.helpers import SAMPLE_DATA, writes
 
 
 def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:

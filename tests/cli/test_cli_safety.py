@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bulksync.emulator.core import LoopsEmulator
-from tests.test_cli_sync import writes
+from tests.helpers import writes
 
 
 def test_a_rejected_row_is_never_deleted(cli: Any, emulator: LoopsEmulator, workdir: Path) -> None:

@@ -1,0 +1,77 @@
+"""What many tests share: the sample data, the CLI's captured result, and looks into the emulator.
+
+Fixtures live in conftest.py; plain helpers live here, and tests import them from here only.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bulksync.emulator import EmulatorServer, LoopsEmulator
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DATA = ROOT / "sample_data"
+API_KEY = "test-key"
+
+
+@dataclass
+class CliResult:
+    status: int
+    out: str
+    err: str
+    workdir: Path
+
+    def summary(self) -> dict[str, Any]:
+        return json.loads((self.workdir / "summary.json").read_text())  # type: ignore[no-any-return]
+
+    def report(self) -> list[dict[str, str]]:
+        with open(self.workdir / "report.csv", newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+
+
+WRITES = ("POST /v1/contacts/create", "PUT /v1/contacts/update", "POST /v1/contacts/delete")
+
+
+def writes(emulator: LoopsEmulator, since: int = 0) -> list[dict[str, Any]]:
+    """Write requests the emulator received, from the ``since``-th request of its log on."""
+    return [r for r in emulator.request_log()[since:] if f"{r['method']} {r['path']}" in WRITES]
+
+
+def by_email(emulator: LoopsEmulator) -> dict[str, dict[str, Any]]:
+    return {c["email"]: c for c in emulator.contacts()}
+
+
+def spawn(loops: EmulatorServer, workdir: Path, *args: str, key: str = API_KEY) -> subprocess.Popen[str]:
+    env = {**os.environ, "LOOPS_API_KEY": key, "LOOPS_BASE_URL": loops.url, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "bulksync", *args, "--create-properties"], cwd=workdir, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+
+
+def finish(run: subprocess.Popen[str], timeout: float = 120) -> int:
+    """Wait for the process and close its pipes; its exit status."""
+    run.communicate(timeout=timeout)
+    return run.returncode
+
+
+def expected_contacts(path: Path) -> dict[str, dict[str, str]]:
+    """The valid contacts of a sample CSV as the emulator should hold them (last row wins)."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    contacts: dict[str, dict[str, str]] = {}
+    for row in rows:
+        email = row["email"].strip().lower()
+        if "@" not in email or row["subscribed"] not in ("true", "false", "yes", "no", "1", "0"):
+            continue
+        if any(len(value) > 498 for value in row.values()):
+            continue
+        contacts[email] = row
+    return contacts
