@@ -10,10 +10,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bulksync.emulator.core import EmulatorResponse, Faults, LoopsEmulator
+    from bulksync.emulator.core import LoopsEmulator
+    from bulksync.emulator.faults import Faults
     from bulksync.emulator.server import EmulatorServer
+    from bulksync.emulator.wire import EmulatorResponse
 
-_HOMES = {"EmulatorResponse": "core", "Faults": "core", "LoopsEmulator": "core", "EmulatorServer": "server"}
+_HOMES = {"EmulatorResponse": "wire", "Faults": "faults", "LoopsEmulator": "core", "EmulatorServer": "server"}
 __all__ = ["EmulatorResponse", "EmulatorServer", "Faults", "LoopsEmulator"]
 
 

@@ -39,8 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM; 0 after a clean stop, 2 for bad options."""
     # Imported here: every bulksync command builds this parser, only this one serves.
-    from bulksync.emulator.core import Faults, LoopsEmulator  # noqa: PLC0415
-    from bulksync.emulator.server import EmulatorServer  # noqa: PLC0415
+    from bulksync.emulator import EmulatorServer, Faults, LoopsEmulator  # noqa: PLC0415
 
     try:
         faults = Faults(**{name: getattr(args, name) for name, _ in _FAULT_OPTIONS})

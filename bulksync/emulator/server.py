@@ -15,14 +15,9 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from bulksync.emulator.core import (
-    EmulatorResponse,
-    Faults,
-    LoopsEmulator,
-    error_response,
-    json_response,
-    strip_api_prefix,
-)
+from bulksync.emulator.core import LoopsEmulator
+from bulksync.emulator.faults import Faults
+from bulksync.emulator.wire import EmulatorResponse, error_response, json_response, strip_api_prefix
 
 CONTROL_PREFIX = "/_emulator/"
 _POLL_INTERVAL_S = 0.05
