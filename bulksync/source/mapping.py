@@ -1,135 +1,27 @@
-"""Mappings and presets: which source column becomes which Loops field, typed how.
+"""Applying a mapping: a read ``Source`` becomes a ``MappedSource`` of Loops fields.
 
-A ``MappingSpec`` is plain frozen data read from TOML: a user's ``--mapping`` file or a built-in
-``--preset`` (``bulksync/presets/<name>.toml``). ``merge`` lays a file over a preset, entry by entry.
-``apply_mapping`` turns a read ``Source`` into a ``MappedSource``: the same rows, with columns named
-as Loops fields, constants added, values typed (``bulksync.values``) and the rows whose values do
-not fit their type set aside with a reason. The file format is documented in ``docs/mapping.md``.
+The same rows, with columns named as Loops fields, constants added, values typed
+(``bulksync.source.values``) and the rows whose values do not fit their type set aside with a
+reason. The mapping itself is a ``MappingSpec`` (``mapping_spec``), read by ``mapping_file``.
 """
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
-import functools
-import math
-import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from importlib import resources
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import polars as pl
 
 from bulksync.columns import ROW
 from bulksync.errors import ConfigError
-from bulksync.fields import (
-    LIST_PREFIX,
-    MAILING_LISTS,
-    READ_ONLY_FIELDS,
-    RESERVED_PROPERTY_NAMES,
-    STANDARD_FIELDS,
-    is_list_field,
-    list_field,
-    loops_name,
-    standard_name,
-)
+from bulksync.fields import MAILING_LISTS, STANDARD_FIELDS, is_list_field, list_field, loops_name
 from bulksync.source import values
-from bulksync.source.read import Source
+from bulksync.source.batch import Source
+from bulksync.source.mapping_spec import ColumnRule, MappingSpec, describe_rule, fold, property_name, toml_key
 
-PRESETS: tuple[str, ...] = ("mailchimp", "kit", "sendgrid", "brevo", "beehiiv", "substack")
-PRESET_ALIASES: dict[str, str] = {"convertkit": "kit", "sendinblue": "brevo"}
-TRANSFORMS: tuple[str, ...] = ("trim", "lowercase", "tags", "split_name")
-PROPERTY_TYPES = values.PROPERTY_TYPES
-PROPERTY_NAME = re.compile(r"^[a-z][a-zA-Z0-9]*$")
-
-TOP_KEYS = ("description", "unmapped", "optional_columns", "ignore", "columns", "constants", "unsubscribed_file")
-COLUMN_KEYS = ("to", "type", "format", "transform", "values", "list", "lists", "separator", "optional")
-UNSUBSCRIBED_KEYS = ("if_columns", "if_name")
-NOT_CONSTANT = frozenset({"email", "userId"})
 TAG_QUOTES = " \t\"'"
-
-
-@dataclass(frozen=True)
-class ColumnRule:
-    """What one source column becomes. ``column`` is matched to headers trimmed and case-insensitively."""
-
-    column: str
-    to: str | None = None
-    type: str | None = None
-    format: str | None = None
-    transforms: tuple[str, ...] = ()
-    values: tuple[tuple[str, str | None], ...] = ()
-    list_ref: str | None = None
-    list_items: tuple[tuple[str, str], ...] = ()
-    separator: str = ","
-    optional: bool = False
-
-    @property
-    def splits_name(self) -> bool:
-        return "split_name" in self.transforms
-
-    @property
-    def makes_property(self) -> bool:
-        """Whether the column becomes a field (as opposed to only mailing lists)."""
-        return self.to is not None or not (self.splits_name or self.list_ref is not None or self.list_items)
-
-    def target(self) -> str:
-        return self.to or property_name(self.column)
-
-    def targets(self) -> tuple[str, ...]:
-        """What this rule writes, before list names are resolved (``list:<ref>`` for a list)."""
-        found: list[str] = []
-        if self.splits_name:
-            found += ["firstName", "lastName"]
-        elif self.list_ref is not None:
-            found.append(_list_key(self.list_ref))
-        elif self.makes_property:
-            found.append(self.target())
-        found += [_list_key(ref) for _, ref in self.list_items]
-        return tuple(dict.fromkeys(found))
-
-
-@dataclass(frozen=True)
-class Constant:
-    """A value given to every row: ``field`` is a Loops field or custom property."""
-
-    field: str
-    value: str
-    type: str
-
-
-@dataclass(frozen=True)
-class MappingSpec:
-    """A whole mapping: column rules, constants, ignored columns and the unsubscribed-export rule."""
-
-    columns: tuple[ColumnRule, ...] = ()
-    constants: tuple[Constant, ...] = ()
-    constant_lists: tuple[tuple[str, bool], ...] = ()
-    ignore: tuple[str, ...] = ()
-    unmapped: str | None = None
-    unsubscribed_columns: tuple[str, ...] = ()
-    unsubscribed_names: tuple[str, ...] = ()
-    origin: str = "mapping"
-    description: str = ""
-
-    @property
-    def keeps_unmapped(self) -> bool:
-        return self.unmapped != "drop"
-
-    def rule(self, column: str) -> ColumnRule | None:
-        wanted = _fold(column)
-        return next((rule for rule in self.columns if _fold(rule.column) == wanted), None)
-
-    def list_refs(self) -> list[str]:
-        """Every mailing list the mapping names (by id or name): resolve them with GET /v1/lists."""
-        refs = [rule.list_ref for rule in self.columns if rule.list_ref is not None]
-        refs += [ref for rule in self.columns for _, ref in rule.list_items]
-        refs += [ref for ref, _ in self.constant_lists]
-        return list(dict.fromkeys(refs))
 
 
 @dataclass(frozen=True)
@@ -163,310 +55,6 @@ class MappedSource(Source):
     unsubscribed_reason: str | None = None
 
 
-# -- loading ---------------------------------------------------------------------------------------
-
-
-def load_mapping(path: Path) -> MappingSpec:
-    """Read a mapping file; any mistake is a ConfigError naming the file, the table and the fix."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such mapping file; check the --mapping path") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory; --mapping takes a .toml file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot be read ({exc}); save it as UTF-8 text") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
-    return parse_mapping(data, str(path))
-
-
-def load_preset(name: str) -> MappingSpec:
-    """A built-in mapping by name (case-insensitive; ``convertkit`` and ``sendinblue`` are aliases)."""
-    key = name.strip().lower()
-    key = PRESET_ALIASES.get(key, key)
-    if key not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
-    return _load_preset(key)
-
-
-@functools.cache
-def _load_preset(key: str) -> MappingSpec:
-    text = resources.files("bulksync.source.presets").joinpath(f"{key}.toml").read_text(encoding="utf-8")
-    return parse_mapping(tomllib.loads(text), f"preset {key!r}")
-
-
-def parse_mapping(data: Mapping[str, Any], origin: str) -> MappingSpec:
-    """Validate TOML data into a MappingSpec; ``origin`` starts every error message."""
-    parser = _Parser(origin)
-    parser.keys(data, TOP_KEYS, "at the top level")
-    description = parser.string(data, "description", "at the top level") or ""
-    unmapped = parser.string(data, "unmapped", "at the top level")
-    if unmapped is not None and unmapped not in ("keep", "drop"):
-        parser.fail(
-            f"unmapped = {unmapped!r} is not allowed; use \"keep\" (unmapped columns become custom "
-            "properties) or \"drop\""
-        )
-    optional_default = parser.boolean(data, "optional_columns", "at the top level", False)
-    ignore = parser.strings(data, "ignore", "at the top level")
-    columns = parser.table(data, "columns", "at the top level")
-    rules = []
-    for column, entry in columns.items():
-        where = f"[columns.{_toml_key(column)}]"
-        if not isinstance(entry, dict):
-            parser.fail(f"columns.{_toml_key(column)} must be a table, e.g. {where} with to = \"...\"")
-        rules.append(parser.column(column, entry, where, optional_default))
-    ignored = {_fold(name) for name in ignore}
-    both = next((rule.column for rule in rules if _fold(rule.column) in ignored), None)
-    if both is not None:
-        parser.fail(f"column {both!r} is both in ignore and in [columns]; keep one of them")
-    constants, constant_lists = parser.constants(parser.table(data, "constants", "at the top level"))
-    unsubscribed = parser.table(data, "unsubscribed_file", "at the top level")
-    parser.keys(unsubscribed, UNSUBSCRIBED_KEYS, "[unsubscribed_file]")
-    return MappingSpec(
-        columns=tuple(rules),
-        constants=constants,
-        constant_lists=constant_lists,
-        ignore=tuple(ignore),
-        unmapped=unmapped,
-        unsubscribed_columns=tuple(parser.strings(unsubscribed, "if_columns", "[unsubscribed_file]")),
-        unsubscribed_names=tuple(parser.strings(unsubscribed, "if_name", "[unsubscribed_file]")),
-        origin=origin,
-        description=description,
-    )
-
-
-class _Parser:
-    """Type checks for TOML values, each failing with a message that names where and how to fix it."""
-
-    def __init__(self, origin: str) -> None:
-        self.origin = origin
-
-    def fail(self, message: str) -> NoReturn:
-        raise ConfigError(f"{self.origin}: {message}")
-
-    def keys(self, table: Mapping[str, Any], known: Sequence[str], where: str) -> None:
-        for key in table:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                self.fail(f"unknown key {key!r} {'in ' if where.startswith('[') else ''}{where}; "
-                          f"known keys: {', '.join(known)}{hint}")
-
-    def _typed(self, table: Mapping[str, Any], key: str, where: str, kind: type, noun: str) -> Any:
-        value = table.get(key)
-        if value is not None and (not isinstance(value, kind) or (kind is not bool and isinstance(value, bool))):
-            self.fail(f"{key} {_in(where)}must be {noun}, not {_toml_kind(value)}")
-        return value
-
-    def string(self, table: Mapping[str, Any], key: str, where: str) -> str | None:
-        value: str | None = self._typed(table, key, where, str, "a string")
-        return value
-
-    def boolean(self, table: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
-        value: bool | None = self._typed(table, key, where, bool, "true or false")
-        return default if value is None else value
-
-    def table(self, table: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
-        value: dict[str, Any] | None = self._typed(table, key, where, dict, "a table")
-        return value or {}
-
-    def strings(self, table: Mapping[str, Any], key: str, where: str) -> list[str]:
-        value = table.get(key)
-        if value is None:
-            return []
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            self.fail(f"{key} {_in(where)}must be a list of strings such as [\"A\", \"B\"]")
-        return list(value)
-
-    def column(self, column: str, entry: Mapping[str, Any], where: str, optional_default: bool) -> ColumnRule:
-        self.keys(entry, COLUMN_KEYS, where)
-        to = self.string(entry, "to", where)
-        type_ = self.string(entry, "type", where)
-        fmt = self.string(entry, "format", where)
-        list_ref = self.string(entry, "list", where)
-        separator = self.string(entry, "separator", where)
-        optional = self.boolean(entry, "optional", where, optional_default)
-        transforms = self._transforms(entry.get("transform"), where)
-        value_map = self._value_map(self.table(entry, "values", where), where)
-        list_items = self.table(entry, "lists", where)
-        for item, ref in list_items.items():
-            if not isinstance(ref, str) or not ref.strip():
-                self.fail(f"{where} lists.{_toml_key(item)} must be a list id or name (a string)")
-        if type_ is not None and type_ not in PROPERTY_TYPES:
-            self.fail(f"{where} type = {type_!r} is not a type; use one of {', '.join(PROPERTY_TYPES)}")
-        if separator == "":
-            self.fail(f"{where} separator must not be empty")
-        if "split_name" in transforms:
-            extra = next((key for key in ("to", "type", "format", "values", "list") if key in entry), None)
-            if extra is not None:
-                self.fail(f"{where} transform split_name makes firstName and lastName; remove {extra!r}")
-        if list_ref is not None:
-            extra = next((key for key in ("to", "type", "format", "lists") if key in entry), None)
-            if extra is not None:
-                self.fail(f"{where} list = {list_ref!r} maps the column to a mailing list; remove {extra!r}")
-            if not list_ref.strip():
-                self.fail(f"{where} list must be a list id or name")
-        rule = ColumnRule(
-            column=column,
-            to=to,
-            type=type_,
-            format=fmt,
-            transforms=transforms,
-            values=value_map,
-            list_ref=list_ref,
-            list_items=tuple(list_items.items()),
-            separator=separator or ",",
-            optional=optional,
-        )
-        if rule.makes_property and list_ref is None and not rule.splits_name:
-            target = rule.target()
-            problem = target_problem(target)
-            if problem and to is None:
-                self.fail(f"{where} needs to = \"...\": the column name {column!r} makes no valid property name")
-            if problem:
-                self.fail(f"{where} to: {problem}")
-            standard = STANDARD_FIELDS.get(target)
-            if standard is not None and type_ is not None and type_ != standard:
-                self.fail(f"{where} type = {type_!r} does not fit {target}, a {standard} field in Loops")
-            if fmt is not None:
-                effective = type_ or standard
-                if effective is None:
-                    self.fail(f"{where} format needs type = \"date\" or type = \"number\"")
-                problem = values.format_problem(effective, fmt)
-                if problem:
-                    self.fail(f"{where} {problem}")
-        return rule
-
-    def _transforms(self, value: Any, where: str) -> tuple[str, ...]:
-        if value is None:
-            return ()
-        items = [value] if isinstance(value, str) else value
-        if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
-            self.fail(f"{where} transform must be a name or a list of names from {', '.join(TRANSFORMS)}")
-        for item in items:
-            if item not in TRANSFORMS:
-                close = difflib.get_close_matches(item, TRANSFORMS, n=1, cutoff=0.7)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                self.fail(f"{where} transform {item!r} is unknown{hint}; use one of {', '.join(TRANSFORMS)}")
-        return tuple(dict.fromkeys(items))
-
-    def _value_map(self, table: Mapping[str, Any], where: str) -> tuple[tuple[str, str | None], ...]:
-        pairs: list[tuple[str, str | None]] = []
-        for source_value, target in table.items():
-            if isinstance(target, bool):
-                text: str | None = "true" if target else "false"
-            elif isinstance(target, int | float | str):
-                text = str(target) if not isinstance(target, str) else (target if target.strip() else None)
-            else:
-                self.fail(f"{where} values.{_toml_key(source_value)} must be a string, number or boolean")
-            pairs.append((source_value.strip().lower(), text))
-        return tuple(pairs)
-
-    def constants(self, table: Mapping[str, Any]) -> tuple[tuple[Constant, ...], tuple[tuple[str, bool], ...]]:
-        constants: list[Constant] = []
-        lists: list[tuple[str, bool]] = []
-        for name, value in table.items():
-            if name == MAILING_LISTS:
-                if not isinstance(value, dict) or not all(isinstance(on, bool) for on in value.values()):
-                    self.fail('constants.mailingLists must be a table of list ids or names to true/false, '
-                              'e.g. mailingLists = { "Newsletter" = true }')
-                lists += [(ref, on) for ref, on in value.items()]
-                continue
-            problem = target_problem(name)
-            if problem:
-                self.fail(f"[constants] {name}: {problem}")
-            if name in NOT_CONSTANT:
-                self.fail(f"[constants] {name} cannot be the same for every row; map it from a column")
-            text, type_ = self._constant_value(name, value)
-            standard = STANDARD_FIELDS.get(name)
-            if standard == "boolean" and type_ != "boolean":
-                self.fail(f"[constants] {name} must be true or false")
-            constants.append(Constant(name, text, standard or type_))
-        return tuple(constants), tuple(lists)
-
-    def _constant_value(self, name: str, value: Any) -> tuple[str, str]:
-        if isinstance(value, bool):
-            return ("true" if value else "false"), "boolean"
-        if isinstance(value, int):
-            return str(value), "number"
-        if isinstance(value, float):
-            if not math.isfinite(value):
-                self.fail(f"[constants] {name} must be a finite number")
-            return repr(value), "number"
-        if isinstance(value, datetime):
-            moment = value.astimezone(UTC) if value.tzinfo else value
-            return moment.strftime(values.DATETIME_OUT), "date"
-        if isinstance(value, date):
-            return value.isoformat(), "date"
-        if isinstance(value, str):
-            return value, "string"
-        return self.fail(f"[constants] {name} must be a string, number, boolean or date, not {_toml_kind(value)}")
-
-
-def target_problem(name: str) -> str | None:
-    """Why ``name`` cannot be a field bulksync writes, or None when it can."""
-    if name in STANDARD_FIELDS:
-        return None
-    if name in READ_ONLY_FIELDS:
-        return f"{name!r} is read-only in Loops; map the column to another name"
-    if name == MAILING_LISTS or name.startswith(LIST_PREFIX):
-        return 'map a column to a mailing list with list = "<list id or name>"'
-    standard = next((field for field in STANDARD_FIELDS if field.lower() == name.lower()), None)
-    if standard is not None:
-        return f"{name!r} is not a Loops field; did you mean {standard!r}?"
-    if name in RESERVED_PROPERTY_NAMES:
-        return f"{name!r} is a reserved name in Loops; choose another property name"
-    if not PROPERTY_NAME.match(name):
-        suggestion = property_name(name)
-        hint = f", e.g. {suggestion!r}" if PROPERTY_NAME.match(suggestion) else ""
-        return f"{name!r} is not a valid property name; Loops property names are camelCase{hint}"
-    return None
-
-
-# -- merging ---------------------------------------------------------------------------------------
-
-
-def merge(base: MappingSpec, override: MappingSpec) -> MappingSpec:
-    """Lay ``override`` (a mapping file) over ``base`` (a preset); the override wins entry by entry.
-
-    An override column entry replaces the base's entry for that column whole; an override entry or
-    constant that writes a field replaces the base's entries writing that field; a column the
-    override ignores is dropped from the base's rules and vice versa; ``unmapped`` and the
-    unsubscribed-export rule come from the override when it sets them.
-    """
-    over_columns = {_fold(rule.column) for rule in override.columns}
-    over_ignored = {_fold(name) for name in override.ignore}
-    over_targets = {target for rule in override.columns for target in rule.targets()}
-    over_targets |= {constant.field for constant in override.constants}
-    over_targets |= {_list_key(ref) for ref, _ in override.constant_lists}
-
-    def kept(rule: ColumnRule) -> bool:
-        key = _fold(rule.column)
-        return key not in over_columns and key not in over_ignored and not set(rule.targets()) & over_targets
-
-    base_ignored = {_fold(name) for name in base.ignore}
-    unsubscribed = override if override.unsubscribed_columns or override.unsubscribed_names else base
-    return MappingSpec(
-        columns=tuple(rule for rule in base.columns if kept(rule)) + override.columns,
-        constants=tuple(c for c in base.constants if c.field not in over_targets) + override.constants,
-        constant_lists=tuple(item for item in base.constant_lists if _list_key(item[0]) not in over_targets)
-        + override.constant_lists,
-        ignore=tuple(name for name in base.ignore if _fold(name) not in over_columns)
-        + tuple(name for name in override.ignore if _fold(name) not in base_ignored),
-        unmapped=override.unmapped if override.unmapped is not None else base.unmapped,
-        unsubscribed_columns=unsubscribed.unsubscribed_columns,
-        unsubscribed_names=unsubscribed.unsubscribed_names,
-        origin=f"{base.origin} + {override.origin}",
-        description=override.description or base.description,
-    )
-
-
-# -- applying ----------------------------------------------------------------------------------------
-
-
 def apply_mapping(
     source: Source,
     spec: MappingSpec,
@@ -498,31 +86,6 @@ def identity_mapping(
     return _Mapper(source, spec, lists_by_name, account_types or {}, strict=strict, rename_unmapped=False).run()
 
 
-def property_name(header: str) -> str:
-    """The Loops name of a header: a standard field case-insensitively, else camelCase.
-
-    ``Email`` -> ``email``, ``First Name`` -> ``firstName``, ``MEMBER_RATING`` -> ``memberRating``,
-    ``utm_source`` -> ``utmSource``; ``mailingLists.<id>`` columns keep their list id.
-    """
-    stripped = header.strip()
-    standard = standard_name(stripped)
-    if standard is not None:
-        return standard
-    if _fold(stripped).startswith(_fold(LIST_PREFIX)):
-        return list_field(stripped[len(LIST_PREFIX) :].strip())
-    if _fold(stripped) == _fold(MAILING_LISTS) or PROPERTY_NAME.match(stripped):
-        return MAILING_LISTS if _fold(stripped) == _fold(MAILING_LISTS) else stripped
-    words = [
-        word
-        for piece in re.split(r"[^A-Za-z0-9]+", stripped)
-        for word in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", piece)
-    ]
-    if not words:
-        return stripped
-    name = words[0].lower() + "".join(word[:1].upper() + word[1:].lower() for word in words[1:])
-    return standard_name(name) or name
-
-
 def lists_by_name(lists: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """GET /v1/lists as name -> id."""
     return {str(item["name"]): str(item["id"]) for item in lists if "name" in item and "id" in item}
@@ -533,18 +96,22 @@ def property_types(properties: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     return {
         str(item["key"]): str(item["type"])
         for item in properties
-        if "key" in item and item.get("type") in PROPERTY_TYPES
+        if "key" in item and item.get("type") in values.PROPERTY_TYPES
     }
 
 
 @dataclass
 class _Output:
+    """One column the mapping writes: its field, how it is computed, and who asked for it (for messages)."""
+
     target: str
     expr: pl.Expr
     who: str
 
 
 class _Mapper:
+    """One application of a spec to a source: the output columns, the plan and the types it gathers."""
+
     def __init__(
         self,
         source: Source,
@@ -558,13 +125,13 @@ class _Mapper:
         self.source = source
         self.spec = spec
         self.lists = lists
-        self.account_types = {k: v for k, v in account_types.items() if v in PROPERTY_TYPES}
+        self.account_types = {k: v for k, v in account_types.items() if v in values.PROPERTY_TYPES}
         self.strict = strict
         self.rename_unmapped = rename_unmapped
         self.headers = source.columns
         self.folded: dict[str, str] = {}
         for header in self.headers:
-            self.folded.setdefault(_fold(header), header)
+            self.folded.setdefault(fold(header), header)
         self.outputs: list[_Output] = []
         self.plan: list[ColumnPlan] = []
         self.types: dict[str, str] = {}
@@ -573,7 +140,7 @@ class _Mapper:
         self.unknown_lists: list[str] = []
 
     def find(self, column: str) -> str | None:
-        return column if column in self.headers else self.folded.get(_fold(column))
+        return column if column in self.headers else self.folded.get(fold(column))
 
     def run(self) -> MappedSource:
         rules, missing = self._match_rules()
@@ -641,8 +208,8 @@ class _Mapper:
                 continue
             if header in rules:
                 raise ConfigError(
-                    f"{self.spec.origin}: [columns.{_toml_key(rules[header].column)}] and "
-                    f"[columns.{_toml_key(rule.column)}] both match column {header!r}; keep one"
+                    f"{self.spec.origin}: [columns.{toml_key(rules[header].column)}] and "
+                    f"[columns.{toml_key(rule.column)}] both match column {header!r}; keep one"
                 )
             rules[header] = rule
         if missing and self.strict:
@@ -724,9 +291,9 @@ class _Mapper:
             return self.lists[ref]
         if ref in self.lists.values():
             return ref
-        by_folded = {_fold(name): list_id for name, list_id in self.lists.items()}
-        if _fold(ref) in by_folded:
-            return by_folded[_fold(ref)]
+        by_folded = {fold(name): list_id for name, list_id in self.lists.items()}
+        if fold(ref) in by_folded:
+            return by_folded[fold(ref)]
         if self.strict:
             known = ", ".join(repr(name) for name in self.lists) or "none"
             raise ConfigError(
@@ -815,45 +382,6 @@ def _replace_values(value: pl.Expr, pairs: Sequence[tuple[str, str | None]]) -> 
     key = value.str.strip_chars().str.to_lowercase()
     replaced = key.replace_strict(table, default=None, return_dtype=pl.String)
     return pl.when(key.is_in(list(table))).then(replaced).otherwise(value)
-
-
-def describe_rule(rule: ColumnRule) -> str:
-    parts: list[str] = []
-    if rule.transforms:
-        parts.append("transform " + ", ".join(rule.transforms))
-    if rule.values:
-        parts.append("values " + ", ".join(f"{k}={'(none)' if v is None else v}" for k, v in rule.values))
-    if rule.format:
-        parts.append(f"format {rule.format}")
-    if rule.list_ref is not None:
-        parts.append(f"list {rule.list_ref!r}")
-    if rule.list_items:
-        parts.append("lists " + ", ".join(f"{item}->{ref!r}" for item, ref in rule.list_items))
-    return "; ".join(parts)
-
-
-# -- small helpers -----------------------------------------------------------------------------------
-
-
-def _fold(name: str) -> str:
-    return name.strip().casefold()
-
-
-def _list_key(ref: str) -> str:
-    return f"list:{_fold(ref)}"
-
-
-def _toml_key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _in(where: str) -> str:
-    return f"in {where} " if where.startswith("[") else ""
-
-
-def _toml_kind(value: Any) -> str:
-    kinds = {bool: "a boolean", int: "an integer", float: "a float", str: "a string", list: "an array", dict: "a table"}
-    return next((noun for kind, noun in kinds.items() if isinstance(value, kind)), type(value).__name__)
 
 
 def _short(names: Sequence[str], limit: int = 8) -> str:
