@@ -1,12 +1,30 @@
 """bulksync: keep a Loops.so audience in sync with a CSV or JSONL file of contacts.
 
-The pipeline, one module a stage: ``read`` -> ``normalise`` -> ``diff`` -> ``push`` -> ``report``,
-with ``state`` remembering what Loops confirmed and ``sync`` tying the stages together.
+The folders are the pipeline: ``source/`` reads and maps, ``plan/`` decides (pure), ``loops/``
+talks to Loops, ``report/`` tells people, with ``state/`` remembering what Loops confirmed.
+``bulksync.sync(...)`` is the front door for Python; the ``bulksync`` command is the other.
 """
 
-from bulksync.config import SyncConfig
-from bulksync.errors import BulksyncError, ExitStatus
-from bulksync.sync import SyncResult, run_sync
+# ``bulksync.sync`` names the function; the module stays importable (``from bulksync.sync import run_sync``).
+from bulksync.api import sync
+from bulksync.config import Runtime, SyncConfig
+from bulksync.errors import (
+    ApiError,
+    AuthError,
+    BulksyncError,
+    ConfigError,
+    DeleteGuardError,
+    ExitStatus,
+    InputError,
+    Interrupted,
+    StateError,
+)
+from bulksync.report.summary import Summary, SyncResult
+from bulksync.sync import apply_plan, record_baseline, run_sync
 
-__all__ = ["BulksyncError", "ExitStatus", "SyncConfig", "SyncResult", "run_sync"]
+__all__ = [
+    "ApiError", "AuthError", "BulksyncError", "ConfigError", "DeleteGuardError", "ExitStatus", "InputError",
+    "Interrupted", "Runtime", "StateError", "Summary", "SyncConfig", "SyncResult", "apply_plan",
+    "record_baseline", "run_sync", "sync",
+]
 __version__ = "0.1.0"

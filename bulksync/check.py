@@ -14,16 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from bulksync.fields import LIST_PREFIX, MAILING_LISTS, STANDARD_FIELDS, is_list_field
+from bulksync.source.batch import Source
 from bulksync.source.mapping import (
     MappedSource,
-    MappingSpec,
     apply_mapping,
     identity_mapping,
     lists_by_name,
     property_types,
-    target_problem,
 )
-from bulksync.source.read import Source
+from bulksync.source.mapping_spec import MappingSpec, target_problem
 
 NAME_WIDTH = 24
 

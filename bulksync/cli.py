@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
-import json
 import logging
 import os
 import signal
@@ -16,19 +15,20 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import Any, TextIO
 
 from bulksync import __version__, logs
 from bulksync.check import render_check, run_check
-from bulksync.config import DEFAULT_BASE_URL, DEFAULT_STATE_PATH, DeleteLimit, HttpConfig, Runtime, SyncConfig
+from bulksync.config import DEFAULT_BASE_URL, DEFAULT_STATE_PATH, SYNC_OPTIONS, DeleteLimit, Runtime, SyncConfig
+from bulksync.config import sync_config as build_sync_config
 from bulksync.emulator import cli as emulator_cli
 from bulksync.errors import BulksyncError, ExitStatus, StateError, printable
 from bulksync.logs import redact
-from bulksync.report.writer import describe_change, render_summary
-from bulksync.source.mapping import PRESETS
+from bulksync.report.text import render_preview, render_summary
+from bulksync.source.mapping_file import PRESETS, mapping_spec
 from bulksync.source.read import read_source
-from bulksync.state.sqlite import StateStore
-from bulksync.sync import SyncResult, apply_plan, check_credentials, mapping_spec, record_baseline, run_sync
+from bulksync.state import open_state
+from bulksync.sync import SyncResult, apply_plan, check_credentials, record_baseline, run_sync
 
 log = logging.getLogger("bulksync")
 Command = Callable[[argparse.Namespace, TextIO, TextIO], int]
@@ -188,43 +188,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def http_config(args: argparse.Namespace, environ: dict[str, str]) -> HttpConfig:
-    return HttpConfig(
-        api_key=environ.get("LOOPS_API_KEY") or None,
-        base_url=args.base_url or environ.get("LOOPS_BASE_URL") or DEFAULT_BASE_URL,
-        rate_limit=args.rate_limit,
-        concurrency=args.concurrency,
-        max_retries=args.max_retries,
-        read_timeout=args.timeout,
-    )
-
-
 def sync_config(args: argparse.Namespace, environ: dict[str, str], stderr: TextIO) -> SyncConfig:
-    """Flags and environment -> :class:`SyncConfig` (``apply`` leaves the planning flags at defaults)."""
-    return SyncConfig(
-        source=getattr(args, "source", Path()),
-        state_path=getattr(args, "state", DEFAULT_STATE_PATH),
-        key=getattr(args, "key", "email"),
-        dry_run=getattr(args, "dry_run", False),
-        delete_missing=getattr(args, "delete_missing", False),
-        keep_empty=getattr(args, "keep_empty", False),
-        resubscribe=getattr(args, "resubscribe", False),
-        max_delete=getattr(args, "max_delete", DeleteLimit()),
-        report_path=args.report,
-        summary_json_path=args.summary_json,
-        report_dir=args.report_dir,
-        report_format=args.report_format,
-        mode=getattr(args, "mode", "upsert"),
-        limit=getattr(args, "limit", None),
-        plan_path=args.plan if args.command == "sync" else None,
-        encoding=getattr(args, "encoding", "utf-8"),
-        delimiter=getattr(args, "delimiter", None),
-        mapping_path=getattr(args, "mapping", None),
-        preset=getattr(args, "preset", None),
-        create_properties=getattr(args, "create_properties", False),
-        progress=not args.no_progress and stderr.isatty(),
-        create_via=getattr(args, "create_via", "update"),
-        http=http_config(args, environ),
+    """Flags and environment -> :class:`SyncConfig`, through the same builder as ``bulksync.sync()``."""
+    given = vars(args)
+    options = {name: given[name] for name in SYNC_OPTIONS if name in given}
+    if args.command != "sync":
+        options.pop("plan", None)  # apply's PLAN is the file to carry out, not a plan to write
+    return build_sync_config(
+        given.get("source", Path()), given.get("state", DEFAULT_STATE_PATH),
+        base_url=given.get("base_url"), dry_run=given.get("dry_run", False), report=given.get("report"),
+        progress=not given.get("no_progress", True) and stderr.isatty(), environ=environ, **options,
     )
 
 
@@ -259,7 +232,7 @@ def _runtime(args: argparse.Namespace) -> Iterator[tuple[Runtime, _Signals]]:
     """Signals stop the run gracefully; every wait is on the stop event so a signal cuts it short."""
     with _Signals() as signals:
         sleep: Callable[[float], None] = args.sleep or (lambda seconds: _ignore(signals.stop.wait(seconds)))
-        yield Runtime(sleep=sleep, stop=signals.stop), signals
+        yield Runtime(transport=args.transport, sleep=sleep, stop=signals.stop), signals
 
 
 def _ignore(_: object) -> None:
@@ -295,8 +268,7 @@ def _run_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _run_baseline(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     spec = mapping_spec(args.mapping, args.preset)
-    http = HttpConfig(api_key=os.environ.get("LOOPS_API_KEY") or None,
-                      base_url=args.base_url or os.environ.get("LOOPS_BASE_URL") or DEFAULT_BASE_URL)
+    http = sync_config(args, dict(os.environ), err).http
     from bulksync.loops.connection import Connection  # noqa: PLC0415 (httpx: start-up only the commands that talk pay)
 
     with _runtime(args) as (runtime, _), (Connection(http, runtime) if http.api_key else nullcontext()) as loops:
@@ -310,7 +282,7 @@ def _run_baseline(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _run_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    http = http_config(args, dict(os.environ))
+    http = sync_config(args, dict(os.environ), err).http
     check_credentials(http)
     spec = mapping_spec(args.mapping, args.preset)
     source = read_source(args.source, args.encoding, args.delimiter)
@@ -325,7 +297,7 @@ def _run_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _run_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not args.state.exists():
         raise StateError(f"{args.state}: no such state file; a first sync (or 'bulksync state baseline') makes it")
-    with StateStore.open(args.state, readonly=True) as state:
+    with open_state(args.state, readonly=True) as state:
         rows = [
             ("state file", str(args.state.resolve())),
             ("contacts", f"{state.count():,}"),
@@ -337,26 +309,6 @@ def _run_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         ]
     out.write("\n".join(f"{name:<18} {value}" for name, value in rows) + "\n")
     return ExitStatus.OK
-
-
-def render_preview(result: SyncResult) -> str:
-    """The first planned changes, field by field, and the first rejections with reasons."""
-    lines: list[str] = []
-    if result.preview:
-        lines.append(f"Planned changes (first {len(result.preview)}):")
-        for action in result.preview:
-            where = f"row {action.row}" if action.row is not None else "not in source"
-            lines.append(f"  {action.kind:<7} {action.key}  ({where})")
-            if action.kind == "create":
-                fields = ", ".join(f"{c.field}={json.dumps(c.after, ensure_ascii=False)}" for c in action.changes)
-                lines.append(f"      {fields}")
-            elif action.kind == "update":
-                lines.extend(f"      {describe_change(change)}" for change in action.changes)
-    if result.rejects_preview:
-        lines.append(f"Rejected rows (first {len(result.rejects_preview)}):")
-        lines.extend(f"  row {row}: {reason}" for row, _key, reason in result.rejects_preview)
-    # Values come from the file: escape control characters so no cell can drive the terminal.
-    return "\n".join(printable(line) for line in lines) if lines else "No changes planned."
 
 
 def console() -> int:
@@ -372,11 +324,13 @@ def main(
     out: TextIO | None = None,
     err: TextIO | None = None,
     sleep: Callable[[float], None] | None = None,
+    transport: Any = None,
 ) -> int:
     """Entry point; returns the exit status.
 
     ``out``/``err`` default to the process's streams; ``sleep`` (for tests) replaces every wait
-    of the throttle and the retries.
+    of the throttle and the retries; ``transport`` (for tests) is the httpx transport every request
+    goes through, such as the emulator's in-process one.
     """
     out = out or sys.stdout
     err = err or sys.stderr
@@ -385,7 +339,7 @@ def main(
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    args.sleep = sleep
+    args.sleep, args.transport = sleep, transport
     secrets = [key for key in (os.environ.get("LOOPS_API_KEY", "").strip(),) if key]
     debug, verbose = getattr(args, "debug", False), getattr(args, "verbose", False)
     verbosity = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -108,6 +110,88 @@ class SyncConfig:
             raise ConfigError("--limit is for trial runs and cannot be combined with --delete-missing")
         if self.plan_path is not None and not self.dry_run:
             raise ConfigError("--plan writes a plan without sending anything: use it with --dry-run")
+
+
+# The ``sync`` command's long options, underscored: what bulksync.sync(**options) and the CLI both accept.
+# Each maps to (SyncConfig or HttpConfig field, conversion).
+_PATH, _TEXT = "path", "text"
+SYNC_OPTIONS: dict[str, tuple[str, str]] = {
+    "mapping": ("mapping_path", _PATH), "preset": ("preset", _TEXT), "delimiter": ("delimiter", _TEXT),
+    "encoding": ("encoding", _TEXT), "key": ("key", "key"), "plan": ("plan_path", _PATH),
+    "report_dir": ("report_dir", _PATH), "report_format": ("report_format", "report_format"),
+    "summary_json": ("summary_json_path", _PATH), "delete_missing": ("delete_missing", "flag"),
+    "max_delete": ("max_delete", "max_delete"), "keep_empty": ("keep_empty", "flag"),
+    "resubscribe": ("resubscribe", "flag"), "create_properties": ("create_properties", "flag"),
+    "mode": ("mode", "mode"), "limit": ("limit", "count"), "create_via": ("create_via", "create_via"),
+    "rate_limit": ("http.rate_limit", "rate"), "concurrency": ("http.concurrency", "count"),
+    "max_retries": ("http.max_retries", "retries"), "timeout": ("http.read_timeout", "rate"),
+}
+_CHOICES = {"key": ("email", "userId"), "report_format": ("csv", "jsonl"),
+            "mode": ("upsert", "create-only", "update-only"), "create_via": ("create", "update")}
+
+
+def sync_config(
+    source: str | Path,
+    state: str | Path = DEFAULT_STATE_PATH,
+    *,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    dry_run: bool = False,
+    progress: bool = False,
+    report: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    **options: Any,
+) -> SyncConfig:
+    """A :class:`SyncConfig` from the ``sync`` command's options (underscored); the key and base URL
+    default to ``LOOPS_API_KEY`` and ``LOOPS_BASE_URL`` as on the command line."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    http: dict[str, Any] = {
+        "api_key": api_key or environ.get("LOOPS_API_KEY") or None,
+        "base_url": base_url or environ.get("LOOPS_BASE_URL") or DEFAULT_BASE_URL,
+    }
+    for name, value in options.items():
+        if name not in SYNC_OPTIONS:
+            close = difflib.get_close_matches(name, SYNC_OPTIONS, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"unknown option {name!r}{hint}; options are those of 'bulksync sync', underscored")
+        target, kind = SYNC_OPTIONS[name]
+        if value is None:
+            continue
+        converted = _converted(name, kind, value)
+        if target.startswith("http."):
+            http[target.removeprefix("http.")] = converted
+        else:
+            values[target] = converted
+    return SyncConfig(
+        source=Path(source), state_path=Path(state), dry_run=dry_run, progress=progress,
+        report_path=Path(report) if report is not None else None, http=HttpConfig(**http), **values,
+    )
+
+
+def _converted(name: str, kind: str, value: Any) -> Any:
+    """One option's value as the config holds it, or a ConfigError naming the option."""
+    try:
+        if kind == _PATH:
+            return Path(value)
+        if kind == _TEXT:
+            return str(value)
+        if kind == "flag":
+            if not isinstance(value, bool):
+                raise ValueError("expected True or False")
+            return value
+        if kind in _CHOICES:
+            if value not in _CHOICES[kind]:
+                raise ValueError(f"expected one of {', '.join(_CHOICES[kind])}")
+            return value
+        if kind == "max_delete":
+            return value if isinstance(value, DeleteLimit) else DeleteLimit.parse(str(value))
+        number = float(value) if kind == "rate" else int(value)
+        if isinstance(value, bool) or number < (0 if kind == "retries" else 1 if kind == "count" else 1e-9):
+            raise ValueError("out of range")
+        return number
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"option {name}={value!r}: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
-from bulksync.files import create_private
+from bulksync.files import open_private
 
 log = logging.getLogger("bulksync")
 FIELDS = ("row", "key", "http_status", "attempt")
@@ -62,19 +62,40 @@ class _Json(logging.Formatter):
         return json.dumps(line, ensure_ascii=False)
 
 
+class _Lines(logging.Handler):
+    """Each line to every stream under one lock: the terminal and the log file never differ in order
+    (two handlers would each take their own lock, and worker threads interleave between them)."""
+
+    def __init__(self, streams: Sequence[IO[str]]) -> None:
+        super().__init__()
+        self._streams = streams
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + "\n"
+            for stream in self._streams:
+                stream.write(line)
+                stream.flush()
+        except Exception:  # a log line must never stop a run
+            self.handleError(record)
+
+    def close(self) -> None:
+        for stream in self._streams[1:]:  # the first is the caller's (stderr): not ours to close
+            stream.close()
+        super().close()
+
+
 def configure(stream: TextIO, *, level: int, secrets: Sequence[str], log_file: Path | None = None,
               fmt: str = "text") -> None:
     """Warnings (or more, with -v) to ``stream`` and, if given, appended to ``log_file``."""
-    formatter: logging.Formatter = _Json() if fmt == "json" else _Text()
-    handlers: list[logging.Handler] = [logging.StreamHandler(stream)]
+    streams: list[IO[str]] = [stream]
     if log_file is not None:
-        create_private(log_file)  # holds contact keys
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
-    for handler in handlers:
-        handler.setFormatter(formatter)
-        handler.addFilter(_Redacting(secrets))
+        streams.append(open_private(log_file, append=True))  # holds contact keys
+    handler = _Lines(streams)
+    handler.setFormatter(_Json() if fmt == "json" else _Text())
+    handler.addFilter(_Redacting(secrets))
     for old in log.handlers:
         old.close()
-    log.handlers[:] = handlers
+    log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from bulksync.fields import MAILING_LISTS, STANDARD_FIELDS, is_list_field
 from bulksync.source.mapping import lists_by_name, property_types
-from bulksync.state.sqlite import StateStore, utc_now
+from bulksync.state.store import StateStore, utc_now
 
 META_KEY = "account"
 

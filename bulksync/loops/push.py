@@ -18,7 +18,7 @@ from bulksync.errors import AuthError, ConflictError, NotFoundError, NotSent, Re
 from bulksync.fields import payload_from_fields
 from bulksync.loops.retry import retry_policy
 from bulksync.loops.throttle import RateLimiter
-from bulksync.plan.diff import Action
+from bulksync.plan.actions import Action
 from bulksync.plan.requests import Sent, first_request, without_resubscribe
 
 if TYPE_CHECKING:  # annotations only: a dry run plans without loading httpx

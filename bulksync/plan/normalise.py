@@ -27,7 +27,7 @@ from bulksync.fields import (
     list_field,
     loops_name,
 )
-from bulksync.source.read import Source
+from bulksync.source.batch import Source
 
 LISTS_INVALID = "__lists_invalid"
 _NO_REJECTS = pl.DataFrame(schema={ROW: pl.UInt32, KEY: pl.String, REASON: pl.String})

@@ -16,7 +16,7 @@ from bulksync.config import CreateVia
 from bulksync.errors import InputError
 from bulksync.fields import payload_from_fields
 from bulksync.files import open_private
-from bulksync.plan.diff import Action
+from bulksync.plan.actions import Action
 from bulksync.plan.requests import ENDPOINTS, first_request
 
 PLAN_FORMAT = "bulksync-plan/1"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from bulksync.config import CreateVia
-from bulksync.plan.diff import Action
+from bulksync.plan.actions import Action
 
 Sent = dict[str, str | None]
 

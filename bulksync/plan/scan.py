@@ -18,10 +18,11 @@ import polars as pl
 
 from bulksync.columns import KEY, KEY_HASH, ROW, STATE_ROW, STATUS
 from bulksync.config import KeyField
-from bulksync.plan.diff import UNCHANGED, StateIndex, mark
+from bulksync.plan.diff import UNCHANGED, mark
 from bulksync.plan.fingerprint import with_fingerprint
+from bulksync.plan.index import StateIndex
 from bulksync.plan.normalise import deduplicate, validate
-from bulksync.source.read import Source, SourceStream
+from bulksync.source.batch import Source, SourceStream
 
 
 @dataclass

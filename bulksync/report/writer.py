@@ -1,53 +1,20 @@
-"""Stage 5: say what happened to every row: a per-row CSV report, a JSON summary, a table for people."""
+"""The per-row report (CSV or JSON lines) and the summary JSON: what happened to every row, for files."""
 
 from __future__ import annotations
 
 import csv
 import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulksync.files import open_private
-from bulksync.plan.diff import Action, Change
+from bulksync.plan.actions import Action, Change
 
 if TYPE_CHECKING:
     from bulksync.loops.push import Outcome
 
 REPORT_COLUMNS = ("row", "key", "action", "status", "http_status", "attempts", "error", "changes")
-SUMMARY_KEYS = ("created", "updated", "deleted", "unchanged", "rejected", "failed", "requests", "dry_run", "duration_s")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-@dataclass
-class Summary:
-    """The run in numbers; ``--summary-json`` writes exactly these keys."""
-
-    created: int = 0
-    updated: int = 0
-    deleted: int = 0
-    unchanged: int = 0
-    rejected: int = 0
-    failed: int = 0
-    requests: int = 0
-    dry_run: bool = False
-    duration_s: float = 0.0
-    # Shown in the table, not in the summary JSON (whose keys are a contract):
-    skipped: int = 0
-    exists: int = 0
-
-    def count(self, action: Action) -> None:
-        """Count one applied (or, in a dry run, planned) action."""
-        if action.kind == "refresh":
-            self.unchanged += 1
-        else:
-            name = {"create": "created", "update": "updated", "delete": "deleted"}[action.kind]
-            setattr(self, name, getattr(self, name) + 1)
-
-    def to_json(self) -> dict[str, Any]:
-        data = {name: value for name, value in asdict(self).items() if name in SUMMARY_KEYS}
-        data["duration_s"] = round(self.duration_s, 3)
-        return data
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -138,20 +105,3 @@ class ReportWriter:
 
     def close(self) -> None:
         self._file.close()
-
-
-def render_summary(summary: Summary, report_path: Path | None) -> str:
-    """The table printed at the end of a run."""
-    title = "Dry run: nothing was sent" if summary.dry_run else "Sync finished"
-    verbs = "would be" if summary.dry_run else ""
-    lines = [f"{title} in {summary.duration_s:.1f}s"]
-    for name in ("created", "updated", "deleted", "unchanged", "rejected", "failed", "skipped", "exists"):
-        if name in ("skipped", "exists") and not getattr(summary, name):
-            continue
-        label = f"{verbs} {name}".strip() if name in ("created", "updated", "deleted") else name
-        label = "already in Loops" if name == "exists" else label
-        lines.append(f"  {label:<20} {getattr(summary, name):>9,}")
-    lines.append(f"  {'requests':<20} {summary.requests:>9,}")
-    if report_path is not None:
-        lines.append(f"Report: {report_path}")
-    return "\n".join(lines)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bulksync.errors import StateError
 from bulksync.files import open_private_fd
-from bulksync.state.sqlite import utc_now
+from bulksync.state.store import utc_now
 
 log = logging.getLogger("bulksync")
 

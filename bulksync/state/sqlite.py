@@ -14,7 +14,6 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import polars as pl
 from bulksync.columns import KEY, STATE_HASH
 from bulksync.errors import StateError
 from bulksync.files import create_private, open_private_fd
+from bulksync.state.store import Fields, Record, StateStore, utc_now
 
 SCHEMA_VERSION = "2"  # 2 added contacts.held_back
 _FIELD_SEPARATOR = "\x1f"  # keys never hold control characters: normalise rejects them
@@ -39,15 +39,8 @@ _SCHEMA = (
     ) WITHOUT ROWID""",
 )
 
-Fields = dict[str, str]
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class StateStore:
-    """The state file. Use :meth:`open`; read-only stores refuse every write."""
+class SQLiteStateStore(StateStore):
+    """The state in one SQLite file (the default). Use :meth:`open`; read-only stores refuse every write."""
 
     def __init__(self, path: Path, connection: sqlite3.Connection, readonly: bool) -> None:
         self.path = path
@@ -55,7 +48,7 @@ class StateStore:
         self.readonly = readonly
 
     @classmethod
-    def open(cls, path: Path, *, readonly: bool = False) -> StateStore:
+    def open(cls, path: Path, *, readonly: bool = False) -> SQLiteStateStore:
         """Open (or, unless read-only, create) the state file, checking that it is one of ours."""
         if readonly and not path.exists():
             db = sqlite3.connect(":memory:")
@@ -106,16 +99,6 @@ class StateStore:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> StateStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def generation(self) -> int:
-        """Bumped by every write to the contacts: a plan is valid only at the generation it saw."""
-        return int(self.meta("generation") or 0)
-
     # -- meta ------------------------------------------------------------------------------------
     def meta(self, name: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
@@ -128,15 +111,6 @@ class StateStore:
         with self.transaction():
             for name, value in values.items():
                 self._set_meta(name, value)
-
-    def check_key(self, key: str) -> None:
-        """A state file identifies contacts one way for life; using it the other way is an error."""
-        stored = self.meta("key")
-        if stored is not None and stored != key:
-            raise StateError(
-                f"{self.path} identifies contacts by {stored}, not {key}; pass --key {stored} "
-                "or use another --state file"
-            )
 
     # -- reading ---------------------------------------------------------------------------------
     def count(self) -> int:
@@ -230,7 +204,7 @@ class StateStore:
         with self._reading():
             return [key for (key,) in self._db.execute("SELECT key FROM contacts WHERE held_back = 1")]
 
-    def save(self, records: Iterable[tuple[str, int, Fields, bool]]) -> None:
+    def save(self, records: Iterable[Record]) -> None:
         """Record confirmed contacts: key, hash of the synced source row, fields now in Loops, and
         whether the source's ``subscribed: true`` was held back."""
         now = utc_now()
@@ -266,18 +240,6 @@ class StateStore:
             "INSERT INTO meta(name, value) VALUES ('generation', '1') "
             "ON CONFLICT(name) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
         )
-
-
-def hashes_after(known: pl.DataFrame, changes: Mapping[str, int | None]) -> pl.DataFrame:
-    """``known`` with ``changes`` applied: a key's new hash, or ``None`` for a key forgotten."""
-    if not changes:
-        return known
-    kept = known.filter(~pl.col(KEY).is_in(pl.Series(list(changes), dtype=pl.String)))
-    saved = {key: row_hash for key, row_hash in changes.items() if row_hash is not None}
-    added = pl.DataFrame(
-        {KEY: list(saved), STATE_HASH: list(saved.values())}, schema={KEY: pl.String, STATE_HASH: pl.Int64}
-    )
-    return pl.concat([kept.select(KEY, STATE_HASH), added])
 
 
 def _dump(fields: Mapping[str, Any]) -> str:

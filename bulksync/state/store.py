@@ -1,0 +1,114 @@
+"""The state's interface: what bulksync last pushed successfully, per contact, and the run's notes.
+
+A store records a contact only after Loops confirmed the write. SQLite (``sqlite.py``) is the
+embedded default; every store offers exactly these methods, so the stages above never know which
+one they talk to.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+
+from bulksync.columns import KEY, STATE_HASH
+from bulksync.errors import StateError
+
+Fields = dict[str, str]
+Record = tuple[str, int, Fields, bool]  # key, hash of the synced source row, fields now in Loops, held back
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class StateStore(ABC):
+    """One audience's state. Read-only stores (a dry run) refuse every write."""
+
+    path: Path
+    readonly: bool
+
+    # -- the run's notes (key, generation, account, last run) ------------------------------------
+    @abstractmethod
+    def meta(self, name: str) -> str | None:
+        """A note by name, or None."""
+
+    @abstractmethod
+    def set_meta(self, values: Mapping[str, str]) -> None:
+        """Set notes, in one transaction."""
+
+    def generation(self) -> int:
+        """Bumped by every write to the contacts: a plan is valid only at the generation it saw."""
+        return int(self.meta("generation") or 0)
+
+    def check_key(self, key: str) -> None:
+        """A state identifies contacts one way for life; using it the other way is an error."""
+        stored = self.meta("key")
+        if stored is not None and stored != key:
+            raise StateError(
+                f"{self.path} identifies contacts by {stored}, not {key}; pass --key {stored} "
+                "or use another --state file"
+            )
+
+    # -- reading ---------------------------------------------------------------------------------
+    @abstractmethod
+    def count(self) -> int:
+        """How many contacts the state holds."""
+
+    @abstractmethod
+    def hashes(self) -> pl.DataFrame:
+        """Every key (``KEY``) with its row hash (``STATE_HASH``), as a frame."""
+
+    @abstractmethod
+    def fields_for(self, keys: Iterable[str]) -> dict[str, Fields]:
+        """The fields Loops has, as bulksync set them, for each known key among ``keys``."""
+
+    @abstractmethod
+    def contacts(self) -> Iterator[tuple[str, Fields]]:
+        """Every contact with its fields, in key order."""
+
+    @abstractmethod
+    def held_back_keys(self) -> list[str]:
+        """Keys whose source says ``subscribed: true`` that bulksync did not send (see ``--resubscribe``)."""
+
+    # -- writing ---------------------------------------------------------------------------------
+    @abstractmethod
+    def save(self, records: Iterable[Record]) -> None:
+        """Record confirmed contacts, in one transaction."""
+
+    @abstractmethod
+    def save_frame(self, frame: pl.DataFrame, key: str, row_hash: str, fields: list[str]) -> None:
+        """Record a whole frame of contacts at once (a baseline)."""
+
+    @abstractmethod
+    def forget(self, keys: Iterable[str]) -> None:
+        """Drop deleted contacts."""
+
+    @abstractmethod
+    def save_snapshot(self, hashes: pl.DataFrame) -> None:
+        """Remember ``hashes`` (equal to the contacts now, by key and row hash) for the next plan."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the store."""
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def hashes_after(known: pl.DataFrame, changes: Mapping[str, int | None]) -> pl.DataFrame:
+    """``known`` with ``changes`` applied: a key's new hash, or ``None`` for a key forgotten."""
+    if not changes:
+        return known
+    kept = known.filter(~pl.col(KEY).is_in(pl.Series(list(changes), dtype=pl.String).implode()))
+    saved = {key: row_hash for key, row_hash in changes.items() if row_hash is not None}
+    added = pl.DataFrame(
+        {KEY: list(saved), STATE_HASH: list(saved.values())}, schema={KEY: pl.String, STATE_HASH: pl.Int64}
+    )
+    return pl.concat([kept.select(KEY, STATE_HASH), added])
