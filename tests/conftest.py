@@ -1,4 +1,5 @@
-"""Shared fixtures: a real emulator on 127.0.0.1, and the CLI run in-process with captured output."""
+"""Shared fixtures: the emulator (in-process, or behind a real server on 127.0.0.1) and the CLI run
+in-process with captured output."""
 
 from __future__ import annotations
 
@@ -11,21 +12,21 @@ from typing import Any
 import pytest
 
 from bulksync.cli import main
-from bulksync.emulator.core import LoopsEmulator
-from bulksync.emulator.server import EmulatorServer
-from tests.helpers import API_KEY, SAMPLE_DATA, CliResult
+from bulksync.emulator import EmulatorServer, LoopsEmulator
+from tests.helpers import API_KEY, IN_PROCESS_URL, SAMPLE_DATA, CliResult
 
 
 @pytest.fixture
-def loops() -> Iterator[EmulatorServer]:
-    """The emulator behind a real server, with no rate limit: tests that need one configure it."""
-    with EmulatorServer(LoopsEmulator(api_key=API_KEY, rate_limit=0, seed=1)) as server:
+def emulator() -> LoopsEmulator:
+    """The emulated Loops team, with no rate limit: tests that need one configure it."""
+    return LoopsEmulator(api_key=API_KEY, rate_limit=0, seed=1)
+
+
+@pytest.fixture
+def loops(emulator: LoopsEmulator) -> Iterator[EmulatorServer]:
+    """The same emulator behind a real server on 127.0.0.1, for tests of sockets, timeouts and processes."""
+    with EmulatorServer(emulator) as server:
         yield server
-
-
-@pytest.fixture
-def emulator(loops: EmulatorServer) -> LoopsEmulator:
-    return loops.emulator
 
 
 @pytest.fixture
@@ -37,10 +38,12 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def cli(workdir: Path, monkeypatch: pytest.MonkeyPatch, loops: EmulatorServer) -> Any:
-    """Run ``bulksync ARGS`` against the emulator; report and summary go to fixed names in workdir."""
+def cli(workdir: Path, monkeypatch: pytest.MonkeyPatch, emulator: LoopsEmulator, request: pytest.FixtureRequest) -> Any:
+    """Run ``bulksync ARGS`` against the emulator, in-process (through a real socket when the test
+    also asks for ``loops``); report and summary go to fixed names in workdir."""
+    socket = "loops" in request.fixturenames
     monkeypatch.setenv("LOOPS_API_KEY", API_KEY)
-    monkeypatch.setenv("LOOPS_BASE_URL", loops.url)
+    monkeypatch.setenv("LOOPS_BASE_URL", request.getfixturevalue("loops").url if socket else IN_PROCESS_URL)
 
     def run(*args: str, report: bool = True, sleep: Any = None, create_properties: bool = True) -> CliResult:
         """``create_properties``: custom columns get their Loops property made on first use."""
@@ -52,7 +55,7 @@ def cli(workdir: Path, monkeypatch: pytest.MonkeyPatch, loops: EmulatorServer) -
         if argv and argv[0] == "sync" and "--rate-limit" not in argv:
             argv += ["--rate-limit", "1000"]
         out, err = io.StringIO(), io.StringIO()
-        status = main(argv, out=out, err=err, sleep=sleep)
+        status = main(argv, out=out, err=err, sleep=sleep, transport=None if socket else emulator.transport())
         return CliResult(status, out.getvalue(), err.getvalue(), workdir)
 
     return run

@@ -10,6 +10,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from bulksync.emulator import EmulatorServer, LoopsEmulator
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = ROOT / "sample_data"
 API_KEY = "test-key"
+IN_PROCESS_URL = "http://127.0.0.1:9/api"  # never dialled: the emulator's transport answers in-process
 
 
 @dataclass
@@ -75,3 +79,35 @@ def expected_contacts(path: Path) -> dict[str, dict[str, str]]:
             continue
         contacts[email] = row
     return contacts
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Poll ``condition`` (a child process's progress, seen in the emulator) instead of sleeping a fixed time."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def wait_for_contacts(emulator: LoopsEmulator, count: int) -> None:
+    """Wait until the emulator holds ``count`` contacts: a child run's progress, to act on mid-run."""
+    wait_until(lambda: len(emulator.contacts()) >= count, f"{count} contacts in the emulator")
+
+
+class FakeClock:
+    """Time that passes only when someone sleeps: throttles, retries and the emulator's rate limit run
+    at full speed and exactly, with every wait recorded in ``slept``."""
+
+    def __init__(self, start: float = 1_000.0) -> None:
+        self.now = start
+        self.slept: list[float] = []
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.slept.append(seconds)
+            self.now += max(0.0, seconds)

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from bulksync.check import CheckResult, ColumnCheck, TypeMismatch, render_check, run_check
-from bulksync.emulator.core import LoopsEmulator
+from bulksync.emulator import LoopsEmulator
 from bulksync.errors import AuthError
 from bulksync.loops.client import LoopsClient
-from bulksync.source.mapping import MappingSpec, load_preset, merge, parse_mapping
+from bulksync.source.mapping_file import load_preset, parse_mapping
+from bulksync.source.mapping_spec import MappingSpec, merge
 from bulksync.source.read import read_source
 
 MAILCHIMP = Path(__file__).resolve().parent.parent / "sample_data" / "exports" / "mailchimp"

@@ -21,9 +21,8 @@ from typing import Any
 import pytest
 
 from bulksync.cli import build_parser
-from bulksync.emulator.core import LoopsEmulator
-from bulksync.emulator.server import EmulatorServer
-from bulksync.state.sqlite import StateStore
+from bulksync.emulator import EmulatorServer, LoopsEmulator
+from bulksync.state import open_state
 from tests.helpers import API_KEY, SAMPLE_DATA, CliResult
 
 HOSTILE = SAMPLE_DATA / "hostile"
@@ -47,7 +46,7 @@ def report_rows(result: CliResult) -> list[tuple[str, str, str, str, str]]:
 
 
 def state_keys(workdir: Path) -> set[str]:
-    with StateStore.open(workdir / "state.db", readonly=True) as state:
+    with open_state(workdir / "state.db", readonly=True) as state:
         return {key for key, _ in state.contacts()}
 
 

@@ -28,7 +28,8 @@ from bulksync.config import KeyField
 from bulksync.errors import InputError
 from bulksync.plan.fingerprint import with_fingerprint
 from bulksync.plan.normalise import Contacts, normalise
-from bulksync.source.read import Source, read_source
+from bulksync.source.batch import Source
+from bulksync.source.read import read_source
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

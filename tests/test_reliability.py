@@ -9,16 +9,14 @@ import json
 import os
 import random
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
 from bench.generate import contacts, write
-from bulksync.emulator.core import Faults, LoopsEmulator
-from bulksync.emulator.server import EmulatorServer
+from bulksync.emulator import EmulatorServer, Faults, LoopsEmulator
+from bulksync.state import open_state
 from bulksync.state.lock import lock_path, run_lock
-from bulksync.state.sqlite import StateStore
-from tests.helpers import finish, spawn
+from tests.helpers import finish, spawn, wait_for_contacts
 
 
 def generated(workdir: Path, rows: int, name: str = "people.csv") -> Path:
@@ -26,7 +24,7 @@ def generated(workdir: Path, rows: int, name: str = "people.csv") -> Path:
 
 
 def emails_in_state(path: Path) -> set[str]:
-    with StateStore.open(path, readonly=True) as state:
+    with open_state(path, readonly=True) as state:
         return {key for key, _ in state.contacts()}
 
 
@@ -78,7 +76,7 @@ def test_sigterm_finishes_in_flight_saves_state_and_exits_143(loops: EmulatorSer
     generated(workdir, 200)
     run = spawn(loops, workdir, "sync", "people.csv", "--rate-limit", "40", "--summary-json", "summary.json",
                 "--report", "report.csv")
-    time.sleep(2.0)
+    wait_for_contacts(loops.emulator, 10)
     run.send_signal(signal.SIGTERM)
     out, err = run.communicate(timeout=30)
 
@@ -99,7 +97,7 @@ def test_sigint_exits_130(loops: EmulatorServer, workdir: Path) -> None:
     loops.emulator.configure(faults=Faults(latency_ms=50))
     generated(workdir, 100)
     run = spawn(loops, workdir, "sync", "people.csv", "--rate-limit", "20")
-    time.sleep(1.5)
+    wait_for_contacts(loops.emulator, 5)
     run.send_signal(signal.SIGINT)
     run.communicate(timeout=30)
     assert run.returncode == 130
@@ -110,8 +108,10 @@ def test_kill_9_at_random_moments_then_rerun_converges(loops: EmulatorServer, wo
     generated(workdir, 150)
     chance = random.Random(7)
     for _ in range(4):
+        before = len(loops.emulator.contacts())
         run = spawn(loops, workdir, "sync", "people.csv", "--rate-limit", "100", "--concurrency", "6")
-        time.sleep(chance.uniform(0.6, 1.6))
+        more = chance.randint(1, 25)  # the moment of the kill: after some random number of new contacts
+        wait_for_contacts(loops.emulator, min(150, before + more))
         run.kill()
         finish(run)
         # The state never claims a write Loops did not confirm.
@@ -129,9 +129,9 @@ def test_fault_injection_with_kills_ends_equal_to_the_source(loops: EmulatorServ
     ))
     generated(workdir, 120)
     common = ("--rate-limit", "100", "--timeout", "0.4", "--max-retries", "8")
-    for delay in (0.8, 1.3):
+    for progress in (15, 40):
         run = spawn(loops, workdir, "sync", "people.csv", *common)
-        time.sleep(delay)
+        wait_for_contacts(loops.emulator, progress)
         run.kill()
         finish(run)
     final = spawn(loops, workdir, "sync", "people.csv", *common, "--summary-json", "summary.json")
@@ -162,7 +162,10 @@ def test_shared_budget_no_failed_row_and_at_most_2_percent_429(cli: Any, emulato
 # -- timeouts, transport, keys -------------------------------------------------------------------------
 
 
-def test_a_hanging_server_never_hangs_the_run(cli: Any, emulator: LoopsEmulator, workdir: Path) -> None:
+def test_a_hanging_server_never_hangs_the_run(
+    cli: Any, loops: EmulatorServer, emulator: LoopsEmulator, workdir: Path
+) -> None:
+    # Through a real socket (asking for ``loops`` routes ``cli`` there): timeouts are a transport's.
     emulator.configure(faults=Faults(spike_rate=0.2, spike_ms=1500))
     generated(workdir, 20)
 

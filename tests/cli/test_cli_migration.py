@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bulksync.emulator.core import LoopsEmulator
+from bulksync.emulator import LoopsEmulator
 from tests.helpers import SAMPLE_DATA, writes
 
 EXPORTS = SAMPLE_DATA / "exports"

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bulksync.cli import main
-from bulksync.emulator.core import Faults, LoopsEmulator
+from bulksync.emulator import Faults, LoopsEmulator
 from tests.helpers import API_KEY, writes
 
 

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bulksync.emulator.core import LoopsEmulator
+from bulksync.emulator import LoopsEmulator
 from tests.helpers import writes
 
 

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bulksync.emulator.core import LoopsEmulator
-from bulksync.state.sqlite import StateStore
+from bulksync.emulator import LoopsEmulator
+from bulksync.state import open_state
 from tests.helpers import SAMPLE_DATA, writes
 
 
@@ -46,7 +46,7 @@ def test_delete_missing_mirrors_the_source(cli: Any, emulator: LoopsEmulator, wo
     assert result.summary()["deleted"] == 3
     deleted = sorted((r["row"], r["key"], r["status"]) for r in result.report() if r["action"] == "delete")
     assert deleted == [("", key, "ok") for key in gone]
-    in_state = {key for key, _ in StateStore.open(workdir / "bulksync.state.db", readonly=True).contacts()}
+    in_state = {key for key, _ in open_state(workdir / "bulksync.state.db", readonly=True).contacts()}
     assert in_state == {r["email"].strip().lower() for r in rows[3:]}
 
 

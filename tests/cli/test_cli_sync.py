@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from bulksync.emulator.core import Faults, LoopsEmulator
-from bulksync.state.sqlite import StateStore
+from bulksync.emulator import Faults, LoopsEmulator
+from bulksync.state import open_state
 from tests.helpers import SAMPLE_DATA, by_email, expected_contacts, writes
 
 
@@ -241,7 +241,7 @@ def test_state_records_only_confirmed_writes(cli: Any, emulator: LoopsEmulator, 
     assert {(r["http_status"], r["attempts"], r["error"]) for r in failed} == {
         ("500", "2", "HTTP 500: Internal server error")
     }
-    in_state = {key for key, _ in StateStore.open(workdir / "state.db", readonly=True).contacts()}
+    in_state = {key for key, _ in open_state(workdir / "state.db", readonly=True).contacts()}
     assert in_state == set(by_email(emulator))
     emulator.configure(faults=Faults())
     retry = cli("sync", "contacts.csv", "--state", "state.db")

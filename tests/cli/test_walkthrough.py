@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import Any
 
-from bulksync.emulator.core import Faults
-from bulksync.emulator.server import EmulatorServer
-from bulksync.state.sqlite import StateStore
-from tests.helpers import finish, spawn
+from bulksync.emulator import EmulatorServer, Faults
+from bulksync.state import open_state
+from tests.helpers import finish, spawn, wait_for_contacts
 
 ROWS = 300
 
@@ -45,7 +43,7 @@ def test_migration_walkthrough(cli: Any, loops: EmulatorServer, workdir: Path) -
     emulator.configure(faults=Faults(latency_ms=20))
     full = spawn(loops, workdir, "sync", "export.csv", "--preset", "kit", "--state", "migration.db",  # 4.
                  "--report-dir", "reports", "--rate-limit", "60")
-    time.sleep(1.5)
+    wait_for_contacts(emulator, 150)
     full.kill()  # 5. interrupted ...
     finish(full)
     assert 100 < len(emulator.contacts()) < ROWS
@@ -56,7 +54,7 @@ def test_migration_walkthrough(cli: Any, loops: EmulatorServer, workdir: Path) -
     held = {c["email"]: c for c in emulator.contacts()}
     assert sorted(held) == sorted(f"person{i}@example.com" for i in range(ROWS))
     assert [i for i in range(ROWS) if held[f"person{i}@example.com"]["subscribed"] is False] == list(range(0, ROWS, 7))
-    with StateStore.open(workdir / "migration.db", readonly=True) as state:
+    with open_state(workdir / "migration.db", readonly=True) as state:
         assert state.count() == ROWS
 
 

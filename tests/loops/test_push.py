@@ -11,13 +11,13 @@ import httpx
 import pytest
 
 from bulksync.config import CreateVia
-from bulksync.emulator.core import Faults, LoopsEmulator
+from bulksync.emulator import Faults, LoopsEmulator
 from bulksync.errors import AuthError
 from bulksync.loops.client import LoopsClient
 from bulksync.loops.push import Outcome, Pusher, push_all
 from bulksync.loops.throttle import RateLimiter
-from bulksync.plan.diff import Action
-from bulksync.plan.requests import without_resubscribe
+from bulksync.plan.actions import Action
+from bulksync.plan.requests import Sent, without_resubscribe
 
 API_KEY = "k"
 TYPES = {"email": "string", "firstName": "string", "lastName": "string", "subscribed": "boolean",
@@ -167,7 +167,7 @@ def test_409_on_create_falls_back_to_update_without_subscribed_true(make: Factor
 
     outcome = h.pusher.execute(action)
 
-    sent = {"email": "ada@example.com", "firstName": "Ada"}
+    sent: Sent = {"email": "ada@example.com", "firstName": "Ada"}
     assert outcome == Outcome(action, True, sent, 200, 2, note=CONFLICT_NOTE)
     assert h.log() == [("POST", "/v1/contacts/create", 409), ("PUT", "/v1/contacts/update", 200)]
     assert h.emulator.request_log()[1]["json"] == {"email": "ada@example.com", "firstName": "Ada"}
@@ -191,7 +191,7 @@ def test_a_create_whose_answer_was_lost_lands_once(make: Factory) -> None:
 
     outcome = h.pusher.execute(action)
 
-    sent = {"email": "ada@example.com", "firstName": "Ada"}
+    sent: Sent = {"email": "ada@example.com", "firstName": "Ada"}
     assert outcome == Outcome(action, True, sent, 200, 3, note=CONFLICT_NOTE)
     assert h.log() == [
         ("POST", "/v1/contacts/create", 200),
@@ -398,7 +398,12 @@ def test_should_stop_stops_taking_actions_and_records_those_in_flight() -> None:
 
 def test_a_stop_before_the_start_runs_nothing() -> None:
     executed: list[Action] = []
-    push_all([create()], lambda a: executed.append(a) or instant(a), 4, lambda o: None, should_stop=lambda: True)
+
+    def execute(action: Action) -> Outcome:
+        executed.append(action)
+        return instant(action)
+
+    push_all([create()], execute, 4, lambda o: None, should_stop=lambda: True)
 
     assert executed == []
 

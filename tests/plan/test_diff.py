@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import polars as pl
 import pytest
 
 from bulksync.columns import HASH, KEY, ROW, STATE_HASH
-from bulksync.plan import diff
-from bulksync.plan.diff import (
+from bulksync.plan import diff, index
+from bulksync.plan.actions import (
     Action,
     Change,
     PlanOptions,
     applied,
-    classify,
     held_back,
     identity_fields,
     plan_create,
@@ -22,6 +22,7 @@ from bulksync.plan.diff import (
     plan_update,
     plan_updates,
 )
+from bulksync.plan.diff import classify
 
 EMAIL = PlanOptions()
 BY_USER_ID = PlanOptions(key="userId")
@@ -48,6 +49,11 @@ def state(hashes: dict[str, int] | None = None) -> pl.DataFrame:
 
 def row(key: str = "ada@example.com", row_number: int = 7, row_hash: int = 42, **fields: str | None) -> dict[str, Any]:
     return {ROW: row_number, KEY: key, HASH: row_hash, "email": key, **fields}
+
+
+def row_with(fields: Mapping[str, str | None]) -> dict[str, Any]:
+    """``row()`` plus ``fields`` named at run time or not as identifiers (``mailingLists.news``)."""
+    return {**row(), **fields}
 
 
 # -- classify ------------------------------------------------------------------------------------------
@@ -168,7 +174,7 @@ def test_list_fields_are_never_cleared_but_are_added_and_removed() -> None:
     before = {"email": "ada@example.com", "mailingLists.news": "true", "mailingLists.beta": "true"}
 
     action = plan_update(
-        row(**{"mailingLists.news": None, "mailingLists.beta": "false", "mailingLists.vip": "true"}), before, EMAIL
+        row_with({"mailingLists.news": None, "mailingLists.beta": "false", "mailingLists.vip": "true"}), before, EMAIL
     )
 
     assert action.send == {"email": "ada@example.com", "mailingLists.beta": "false", "mailingLists.vip": "true"}
@@ -247,7 +253,7 @@ def test_subscribed_false_is_always_sent(options: PlanOptions) -> None:
 @pytest.mark.parametrize("field", ["subscribed", "userId"])
 def test_an_emptied_subscribed_or_user_id_is_left_alone(field: str) -> None:
     # Loops has no "no value" for these (a null subscribed is a 400): the contact keeps what it has.
-    action = plan_update(row(**{field: None}), {"email": "ada@example.com", field: "false"}, EMAIL)
+    action = plan_update(row_with({field: None}), {"email": "ada@example.com", field: "false"}, EMAIL)
 
     assert (action.kind, action.send) == ("refresh", {"email": "ada@example.com"})
 
@@ -339,7 +345,11 @@ def test_applying_a_plan_gives_the_source_fields() -> None:
 
 
 def test_classify_is_exact_even_if_every_key_hash_collided(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(diff, "key_hash", lambda column=KEY: pl.lit(7, dtype=pl.UInt64))
+    def collide(column: str = KEY) -> pl.Expr:
+        return pl.lit(7, dtype=pl.UInt64)
+
+    for module in (diff, index):  # the index and the marking hash keys alike
+        monkeypatch.setattr(module, "key_hash", collide)
     source = contacts((1, "a@x.io", 1), (2, "b@x.io", 5), (3, "c@x.io", 3))
     known = state({"a@x.io": 1, "b@x.io": 2, "d@x.io": 4})
 
@@ -352,7 +362,11 @@ def test_classify_is_exact_even_if_every_key_hash_collided(monkeypatch: pytest.M
 
 def test_a_source_key_sharing_a_state_keys_hash_is_still_new(monkeypatch: pytest.MonkeyPatch) -> None:
     # Key hashes are the key's length here: unique in the state, but "cc@x.io" shares one with "bb@x.io".
-    monkeypatch.setattr(diff, "key_hash", lambda column=KEY: pl.col(column).str.len_bytes().cast(pl.UInt64))
+    def collide(column: str = KEY) -> pl.Expr:
+        return pl.col(column).str.len_bytes().cast(pl.UInt64)
+
+    for module in (diff, index):  # the index and the marking hash keys alike
+        monkeypatch.setattr(module, "key_hash", collide)
     source = contacts((1, "a@x.io", 1), (2, "cc@x.io", 2), (3, "bb@x.io", 9))
     known = state({"a@x.io": 1, "bb@x.io": 2, "dddd@x.io": 4})
 

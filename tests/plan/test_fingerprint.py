@@ -21,7 +21,7 @@ def frame_of(*rows: Mapping[str, str | None]) -> pl.DataFrame:
 
 
 def hashes(frame: pl.DataFrame, types: Mapping[str, str] = TYPES) -> list[int]:
-    return with_fingerprint(frame, frame.columns, types)[HASH].to_list()  # type: ignore[no-any-return]
+    return with_fingerprint(frame, frame.columns, types)[HASH].to_list()
 
 
 def row_hash(row: Mapping[str, str | None], types: Mapping[str, str] = TYPES) -> int:

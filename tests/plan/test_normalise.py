@@ -12,7 +12,8 @@ from bulksync.columns import KEY, REASON, ROW
 from bulksync.config import KeyField
 from bulksync.errors import InputError
 from bulksync.plan.normalise import Contacts, normalise
-from bulksync.source.read import Source, read_source
+from bulksync.source.batch import Source
+from bulksync.source.read import read_source
 
 PATH = Path("people.csv")
 LONG_OK = "x" * 498
@@ -42,7 +43,7 @@ def valid(contacts: Contacts) -> list[dict[str, Any]]:
 
 
 def rejects(contacts: Contacts) -> list[tuple[int, str | None, str]]:
-    return [tuple(row) for row in contacts.rejects.iter_rows()]  # type: ignore[misc]
+    return [tuple(row) for row in contacts.rejects.iter_rows()]
 
 
 def input_error(columns: dict[str, list[str | None]], key: KeyField = "email") -> str:

@@ -10,11 +10,11 @@ from typing import Any
 import polars as pl
 import pytest
 
-from bulksync import sync
 from bulksync.columns import KEY, KEY_HASH, STATE_HASH
-from bulksync.emulator.core import LoopsEmulator
-from bulksync.source import read
-from bulksync.state.sqlite import StateStore
+from bulksync.emulator import LoopsEmulator
+from bulksync.loops import record
+from bulksync.source import csv_reader, read
+from bulksync.state.sqlite import SQLiteStateStore
 
 
 def rows(*lines: str) -> str:
@@ -71,7 +71,7 @@ def test_small_batches_give_the_same_run_as_one(
     for snapshot in workdir.glob("state.db.hashes-*"):
         snapshot.unlink()
     emulator.reset()
-    monkeypatch.setattr(read, "BATCH_BYTES", 150)  # a few rows per batch
+    monkeypatch.setattr(csv_reader, "BATCH_BYTES", 150)  # a few rows per batch
     monkeypatch.setattr(read, "BLOCK_BYTES", 37)
     assert len(list(read.open_source(workdir / "second.csv").batches)) >= 8
 
@@ -106,13 +106,14 @@ def test_a_run_leaves_a_snapshot_equal_to_the_state(
 ) -> None:
     # Tracked changes refresh the snapshot; past the limit it is read back from SQLite: either way
     # the next plan starts from exactly what the state holds, without reading every hash again.
-    monkeypatch.setattr(sync, "SNAPSHOT_TRACK_LIMIT", track_limit)
+    monkeypatch.setattr(record, "SNAPSHOT_TRACK_LIMIT", track_limit)
     (workdir / "first.csv").write_text(FIRST)
     (workdir / "second.csv").write_text(SECOND)
     assert cli("sync", "first.csv", "--state", "state.db").status == 0
     assert cli("sync", "second.csv", "--state", "state.db", "--delete-missing", "--max-delete", "100%").status == 0
 
-    with StateStore.open(workdir / "state.db", readonly=True) as state:
+    state = SQLiteStateStore.open(workdir / "state.db", readonly=True)  # concrete: reads _hashes_from_db
+    with state:
         snapshot = workdir / f"state.db.hashes-{state.generation()}.arrow"
         from_db = state._hashes_from_db()
     assert [path.name for path in workdir.glob("state.db.hashes-*")] == [snapshot.name]
@@ -128,7 +129,8 @@ def test_a_baseline_after_a_sync_keeps_the_state_and_its_snapshot_whole(cli: Any
 
     assert cli("state", "baseline", "extra.csv", "--state", "state.db").status == 0
 
-    with StateStore.open(workdir / "state.db", readonly=True) as state:
+    state = SQLiteStateStore.open(workdir / "state.db", readonly=True)  # concrete: reads _hashes_from_db
+    with state:
         assert state.count() == 41
         snapshot = pl.read_ipc(workdir / f"state.db.hashes-{state.generation()}.arrow")
         assert snapshot.select(KEY, STATE_HASH).sort(KEY).equals(state._hashes_from_db().sort(KEY))
@@ -147,7 +149,7 @@ def test_a_bad_byte_found_while_the_next_batch_is_read_ahead_is_the_runs_one_lin
     cli: Any, workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Batches are read in a background thread: its error must end the run like any other input error.
-    monkeypatch.setattr(read, "BATCH_BYTES", 150)
+    monkeypatch.setattr(csv_reader, "BATCH_BYTES", 150)
     monkeypatch.setattr(read, "BLOCK_BYTES", 37)
     (workdir / "bad.csv").write_bytes(FIRST.encode() + b"jos\xe9@example.com,u77,Jos,free\n")
 

@@ -9,17 +9,19 @@ from pathlib import Path
 import pytest
 
 from bulksync.loops.push import Outcome
-from bulksync.plan.diff import Action, Change
+from bulksync.plan.actions import Action, Change
+from bulksync.plan.requests import Sent
+from bulksync.report.summary import Summary
+from bulksync.report.text import render_summary
 from bulksync.report.writer import (
     REPORT_COLUMNS,
     ReportWriter,
-    Summary,
     describe_change,
     describe_changes,
-    render_summary,
     safe_cell,
     write_json,
 )
+from bulksync.state.store import Fields
 
 HEADER = "row,key,action,status,http_status,attempts,error,changes\r\n"
 
@@ -120,8 +122,9 @@ def test_report_lines_are_exact(tmp_path: Path) -> None:
 
 def test_a_delete_line_has_no_row_and_lists_what_is_cleared(tmp_path: Path) -> None:
     path = tmp_path / "report.csv"
-    gone = {"email": "gone@example.com"}
-    action = Action("delete", "gone@example.com", None, None, gone, gone, ("email",))
+    before: Fields = {"email": "gone@example.com"}
+    send: Sent = {"email": "gone@example.com"}
+    action = Action("delete", "gone@example.com", None, None, before, send, ("email",))
 
     writer = ReportWriter(path)
     writer.outcome(Outcome(action, True, action.send, 404, 1, note="already gone from Loops"))

@@ -13,19 +13,9 @@ import pytest
 from bulksync.errors import ConfigError
 from bulksync.fields import payload_from_fields
 from bulksync.plan.normalise import normalise
-from bulksync.source.mapping import (
-    PRESETS,
-    ColumnRule,
-    Constant,
-    MappedSource,
-    MappingSpec,
-    apply_mapping,
-    identity_mapping,
-    load_mapping,
-    load_preset,
-    merge,
-    property_name,
-)
+from bulksync.source.mapping import MappedSource, apply_mapping, identity_mapping
+from bulksync.source.mapping_file import PRESETS, load_mapping, load_preset
+from bulksync.source.mapping_spec import ColumnRule, Constant, MappingSpec, merge, property_name
 from bulksync.source.read import read_source
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "mapping.md"

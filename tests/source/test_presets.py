@@ -11,7 +11,9 @@ import pytest
 
 from bulksync.fields import payload_from_fields
 from bulksync.plan.normalise import normalise
-from bulksync.source.mapping import PRESETS, MappedSource, apply_mapping, load_mapping, load_preset, merge
+from bulksync.source.mapping import MappedSource, apply_mapping
+from bulksync.source.mapping_file import PRESETS, load_mapping, load_preset
+from bulksync.source.mapping_spec import merge
 from bulksync.source.read import read_source
 
 EXPORTS = Path(__file__).resolve().parents[2] / "sample_data" / "exports"

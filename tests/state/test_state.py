@@ -6,7 +6,7 @@ import random
 import re
 import sqlite3
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import polars as pl
@@ -14,7 +14,9 @@ import pytest
 
 from bulksync.columns import STATE_HASH
 from bulksync.errors import StateError
-from bulksync.state.sqlite import SCHEMA_VERSION, StateStore, hashes_after
+from bulksync.state import open_state
+from bulksync.state.sqlite import SCHEMA_VERSION
+from bulksync.state.store import StateStore, hashes_after
 
 KEY_COLUMN = "__key"
 RECOVER_HINT = "restore it from a backup or pass another --state (a new file re-sends every contact once, safely)"
@@ -27,7 +29,7 @@ def path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def store(path: Path) -> Iterator[StateStore]:
-    opened = StateStore.open(path)
+    opened = open_state(path)
     yield opened
     opened.close()
 
@@ -46,7 +48,7 @@ def foreign_sqlite(path: Path) -> None:
 
 def state_error(path: Path, readonly: bool = False) -> str:
     with pytest.raises(StateError) as info:
-        StateStore.open(path, readonly=readonly).close()
+        open_state(path, readonly=readonly).close()
     return str(info.value)
 
 
@@ -65,7 +67,7 @@ def test_open_creates_an_empty_private_state_file(path: Path, store: StateStore)
 def test_open_creates_missing_parent_directories(tmp_path: Path) -> None:
     path = tmp_path / "a" / "b" / "state.db"
 
-    StateStore.open(path).close()
+    open_state(path).close()
 
     assert mode(path) == 0o600
 
@@ -136,11 +138,11 @@ def test_a_failed_save_writes_nothing(store: StateStore) -> None:
 
 
 def test_set_meta_and_state_survive_reopening(path: Path) -> None:
-    with StateStore.open(path) as store:
+    with open_state(path) as store:
         store.set_meta({"key": "email", "last_run_outcome": "ok"})
         store.save([("ada@example.com", 5, {"email": "ada@example.com"}, False)])
 
-    with StateStore.open(path) as again:
+    with open_state(path) as again:
         assert (again.meta("key"), again.meta("last_run_outcome")) == ("email", "ok")
         assert again.hashes().to_dicts() == [{KEY_COLUMN: "ada@example.com", STATE_HASH: 5}]
         assert again.generation() == 1
@@ -171,7 +173,7 @@ def test_a_state_file_from_before_held_back_is_migrated_or_refused(path: Path) -
     db.close()
 
     try:
-        store = StateStore.open(path)
+        store = open_state(path)
     except StateError:
         return  # refused up front, with a message: acceptable
     with store:
@@ -258,17 +260,18 @@ def test_check_key_mismatch_is_a_state_error(path: Path, store: StateStore) -> N
 
 def test_read_only_without_a_file_creates_nothing_and_refuses_writes(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "state.db"
-    store = StateStore.open(path, readonly=True)
+    store = open_state(path, readonly=True)
     try:
         assert store.readonly
         assert store.count() == 0
         assert store.hashes().height == 0
         assert store.fields_for(["a@x.io"]) == {}
-        for write in (
+        writes: tuple[Callable[[], None], ...] = (
             lambda: store.save([("a@x.io", 1, {}, False)]),
             lambda: store.forget(["a@x.io"]),
             lambda: store.set_meta({"key": "email"}),
-        ):
+        )
+        for write in writes:
             with pytest.raises(StateError, match=r"opened read-only \(dry run\); nothing may be written$"):
                 write()
     finally:
@@ -279,12 +282,12 @@ def test_read_only_without_a_file_creates_nothing_and_refuses_writes(tmp_path: P
 
 
 def test_read_only_on_an_existing_file_reads_it_and_changes_nothing(path: Path) -> None:
-    writer = StateStore.open(path)
+    writer = open_state(path)
     writer.save([("ada@example.com", 7, {"email": "ada@example.com"}, False)])
     writer.close()
     before = path.read_bytes()
 
-    store = StateStore.open(path, readonly=True)
+    store = open_state(path, readonly=True)
     try:
         assert store.hashes().to_dicts() == [{KEY_COLUMN: "ada@example.com", STATE_HASH: 7}]
         with pytest.raises(StateError, match="read-only"):
@@ -327,7 +330,7 @@ def test_a_foreign_sqlite_file_is_a_state_error(path: Path, readonly: bool) -> N
 
 
 def test_another_schema_version_is_a_state_error(path: Path) -> None:
-    store = StateStore.open(path)
+    store = open_state(path)
     store.set_meta({"schema_version": "99"})
     store.close()
 
@@ -337,7 +340,7 @@ def test_another_schema_version_is_a_state_error(path: Path) -> None:
 
 
 def test_a_file_cut_short_is_a_state_error(path: Path) -> None:
-    store = StateStore.open(path)
+    store = open_state(path)
     store.save([(f"user{i}@example.com", i, {"email": f"user{i}@example.com", "bio": "x" * 200}, False)
                 for i in range(2000)])
     store.close()
@@ -345,7 +348,7 @@ def test_a_file_cut_short_is_a_state_error(path: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
 
     def open_and_read() -> None:
-        opened = StateStore.open(path, readonly=True)
+        opened = open_state(path, readonly=True)
         try:
             opened.hashes()
         finally:
@@ -371,7 +374,7 @@ def test_a_refused_file_is_left_exactly_as_it_was(tmp_path: Path, make: object) 
     before = path.read_bytes()
 
     with pytest.raises(StateError):
-        StateStore.open(path)
+        open_state(path)
 
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.db"]
