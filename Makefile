@@ -18,11 +18,11 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 lint: install
 	$(BIN)/ruff check bulksync tests bench
-	$(BIN)/mypy bulksync
+	$(BIN)/mypy bulksync tests bench
 
 demo: install
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh

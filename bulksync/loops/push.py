@@ -1,4 +1,4 @@
-"""Stage 4: carry out planned actions against Loops with a small paced pool of workers.
+"""Carry out planned actions against Loops with a small paced pool of workers.
 
 Workers only talk HTTP; every outcome comes back to the calling thread, which alone writes state
 and report, so SQLite never sees two writers and a stop request is honoured between actions.

@@ -1,4 +1,4 @@
-"""Stage 2: turn source columns into Loops fields, check every row, and keep one row per contact.
+"""Turn source columns into Loops fields, check every row, and keep one row per contact.
 
 All of it is column-wise polars work: the result is a frame of canonical text values (booleans as
 ``true``/``false``), a key per row, and a frame of rejected rows with the reason for each.

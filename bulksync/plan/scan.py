@@ -1,4 +1,4 @@
-"""Stages 1-3, a batch at a time: read, map, check and hash each batch of the source and mark it
+"""A batch at a time: read, map, check and hash each batch of the source and mark it
 against the state as it passes, so that memory holds one batch of the file's text, never all of it.
 
 What a batch leaves behind: a slim frame of its valid rows (row number, key, the other identifier,

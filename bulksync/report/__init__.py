@@ -1,0 +1,1 @@
+"""Telling people: the per-row report, the summary JSON and what a run prints."""

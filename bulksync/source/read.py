@@ -1,4 +1,4 @@
-"""Stage 1: stream a CSV or JSONL file (optionally gzipped) as polars frames of text columns.
+"""Stream a CSV or JSONL file (optionally gzipped) as polars frames of text columns.
 
 Every value stays text here (``02134`` stays ``02134``); types are decided by ``normalise``. Each
 record keeps its 1-based position in the source in the ``ROW`` column so that every later message

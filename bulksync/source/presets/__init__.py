@@ -1,0 +1,1 @@
+"""The built-in mappings (``--preset NAME``), one TOML file each."""
