@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from bulksync.cli import main
+from bulksync.config import Runtime
 from bulksync.emulator import EmulatorServer, LoopsEmulator
-from tests.helpers import API_KEY, IN_PROCESS_URL, SAMPLE_DATA, CliResult
+from tests.helpers import API_KEY, IN_PROCESS_URL, SAMPLE_DATA, CliResult, FakeClock
 
 
 @pytest.fixture
@@ -61,3 +62,17 @@ def cli(workdir: Path, monkeypatch: pytest.MonkeyPatch, emulator: LoopsEmulator,
     return run
 
 
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def team(clock: FakeClock) -> LoopsEmulator:
+    """A Loops team limited to 10 requests a second, as Loops is, on the fake clock."""
+    return LoopsEmulator(api_key=API_KEY, rate_limit=10, clock=clock, seed=1)
+
+
+@pytest.fixture
+def runtime(team: LoopsEmulator, clock: FakeClock) -> Runtime:
+    return Runtime(transport=team.transport(sleep=clock.sleep), clock=clock, sleep=clock.sleep)

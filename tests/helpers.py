@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bulksync.config import SyncConfig, sync_config
 from bulksync.emulator import EmulatorServer, LoopsEmulator
+from bulksync.state import open_state
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = ROOT / "sample_data"
@@ -111,3 +113,20 @@ class FakeClock:
         with self._lock:
             self.slept.append(seconds)
             self.now += max(0.0, seconds)
+
+
+def run_config(source: str = "contacts.csv", **options: Any) -> SyncConfig:
+    """A run's config as ``bulksync sync SOURCE --state state.db --report report.csv`` would make it."""
+    options.setdefault("summary_json", "summary.json")
+    return sync_config(source, "state.db", api_key=API_KEY, base_url=IN_PROCESS_URL, report="report.csv",
+                       environ={}, **options)
+
+
+def report_rows(workdir: Path) -> list[dict[str, str]]:
+    with open(workdir / "report.csv", newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def state_fields(workdir: Path) -> dict[str, dict[str, str]]:
+    with open_state(workdir / "state.db", readonly=True) as state:
+        return dict(state.contacts())

@@ -6,7 +6,6 @@ limit is enforced, yet nothing sleeps.
 
 from __future__ import annotations
 
-import csv
 import threading
 from pathlib import Path
 from typing import Any
@@ -14,49 +13,26 @@ from typing import Any
 import pytest
 
 import bulksync
-from bulksync.config import Runtime, SyncConfig, sync_config
+from bulksync.config import Runtime, sync_config
 from bulksync.emulator import Faults, LoopsEmulator
 from bulksync.errors import ConfigError, DeleteGuardError, ExitStatus
 from bulksync.source.mapping_file import mapping_spec
-from bulksync.state import open_state
 from bulksync.sync import apply_plan, record_baseline, run_sync
-from tests.helpers import API_KEY, IN_PROCESS_URL, SAMPLE_DATA, FakeClock, by_email, expected_contacts, writes
+from tests.helpers import (
+    API_KEY,
+    IN_PROCESS_URL,
+    SAMPLE_DATA,
+    FakeClock,
+    by_email,
+    expected_contacts,
+    report_rows,
+    run_config,
+    state_fields,
+    writes,
+)
 
 FIRST_REJECTS = 5
 VALID = 47
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def team(clock: FakeClock) -> LoopsEmulator:
-    """A Loops team limited to 10 requests a second, as Loops is, on the fake clock."""
-    return LoopsEmulator(api_key=API_KEY, rate_limit=10, clock=clock, seed=1)
-
-
-@pytest.fixture
-def runtime(team: LoopsEmulator, clock: FakeClock) -> Runtime:
-    return Runtime(transport=team.transport(sleep=clock.sleep), clock=clock, sleep=clock.sleep)
-
-
-def config(source: str = "contacts.csv", **options: Any) -> SyncConfig:
-    """A run's config as ``bulksync sync SOURCE --state state.db --report report.csv`` would make it."""
-    options.setdefault("summary_json", "summary.json")
-    return sync_config(source, "state.db", api_key=API_KEY, base_url=IN_PROCESS_URL, report="report.csv",
-                       environ={}, **options)
-
-
-def report_rows(workdir: Path) -> list[dict[str, str]]:
-    with open(workdir / "report.csv", newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
-
-
-def state_fields(workdir: Path) -> dict[str, dict[str, str]]:
-    with open_state(workdir / "state.db", readonly=True) as state:
-        return dict(state.contacts())
 
 
 # -- run_sync --------------------------------------------------------------------------------------------
@@ -67,7 +43,7 @@ def test_first_sync_creates_every_valid_contact_under_the_rate_limit(
 ) -> None:
     started = clock()
 
-    result = run_sync(config(create_properties=True), runtime)
+    result = run_sync(run_config(create_properties=True), runtime)
 
     summary = result.summary
     assert (summary.created, summary.updated, summary.deleted, summary.unchanged) == (VALID, 0, 0, 0)
@@ -89,16 +65,16 @@ def test_first_sync_creates_every_valid_contact_under_the_rate_limit(
 def test_a_rerun_sends_only_the_key_check_and_a_changed_file_only_its_changes(
     workdir: Path, team: LoopsEmulator, runtime: Runtime
 ) -> None:
-    run_sync(config(create_properties=True), runtime)
+    run_sync(run_config(create_properties=True), runtime)
     since = len(team.request_log())
 
-    again = run_sync(config(), runtime)
+    again = run_sync(run_config(), runtime)
 
     assert again.summary.requests == 1 and again.summary.unchanged == VALID
     assert [r["path"] for r in team.request_log()[since:]] == ["/v1/api-key"]
 
     since = len(team.request_log())
-    changed = run_sync(config("contacts_changed.csv"), runtime)
+    changed = run_sync(run_config("contacts_changed.csv"), runtime)
 
     assert (changed.summary.created, changed.summary.updated, changed.summary.unchanged) == (3, 5, 42)
     sent = {r["json"]["email"]: r["json"] for r in writes(team, since)}
@@ -111,7 +87,7 @@ def test_a_rerun_sends_only_the_key_check_and_a_changed_file_only_its_changes(
 def test_a_dry_run_writes_no_state_and_its_plan_is_applied_exactly(
     workdir: Path, team: LoopsEmulator, runtime: Runtime
 ) -> None:
-    preview = run_sync(config(dry_run=True, plan="sync.plan"), runtime)
+    preview = run_sync(run_config(dry_run=True, plan="sync.plan"), runtime)
 
     assert not (workdir / "state.db").exists()
     assert team.contacts() == []
@@ -120,11 +96,11 @@ def test_a_dry_run_writes_no_state_and_its_plan_is_applied_exactly(
     first = preview.preview[0]
     assert (first.kind, first.key, first.row) == ("create", "ada.lovelace@example.com", 2)
 
-    applied = apply_plan(Path("sync.plan"), config(create_properties=True), runtime)
+    applied = apply_plan(Path("sync.plan"), run_config(create_properties=True), runtime)
 
     assert (applied.summary.created, applied.summary.failed) == (VALID, 0)
     assert len(state_fields(workdir)) == VALID
-    assert run_sync(config(), runtime).summary.requests == 1  # applied exactly what a sync would have sent
+    assert run_sync(run_config(), runtime).summary.requests == 1  # applied exactly what a sync would have sent
 
 
 def test_a_baseline_records_the_audience_and_the_next_sync_sends_nothing(
@@ -134,7 +110,7 @@ def test_a_baseline_records_the_audience_and_the_next_sync_sends_nothing(
 
     assert (summary.unchanged, summary.rejected) == (VALID, FIRST_REJECTS)
     assert team.stats()["requests"] == 0
-    result = run_sync(config(), runtime)
+    result = run_sync(run_config(), runtime)
     # The key check, then the account's properties and lists (a baseline without a key did not read them).
     assert (result.summary.unchanged, result.summary.requests) == (VALID, 3)
     assert writes(team) == []
@@ -156,7 +132,7 @@ def test_a_stop_request_ends_the_run_with_state_matching_loops(
 
     monkeypatch.setattr(team, "handle", handle)
 
-    result = run_sync(config(create_properties=True, concurrency=1), runtime)
+    result = run_sync(run_config(create_properties=True, concurrency=1), runtime)
 
     assert result.interrupted
     assert stop_after <= result.summary.created < VALID
@@ -166,13 +142,13 @@ def test_a_stop_request_ends_the_run_with_state_matching_loops(
 def test_the_guard_refuses_a_truncated_source_and_sends_nothing(
     workdir: Path, team: LoopsEmulator, runtime: Runtime
 ) -> None:
-    run_sync(config(create_properties=True), runtime)
+    run_sync(run_config(create_properties=True), runtime)
     (workdir / "short.csv").write_text((workdir / "contacts.csv").read_text().splitlines()[0] + "\n"
                                        "ada.lovelace@example.com,Ada,Lovelace,u0001,true,,pro,02101,2024-02-02\n")
     since = len(team.request_log())
 
     with pytest.raises(DeleteGuardError) as refused:
-        run_sync(config("short.csv", delete_missing=True), runtime)
+        run_sync(run_config("short.csv", delete_missing=True), runtime)
 
     assert refused.value.exit_status == ExitStatus.DELETE_GUARD
     assert str(refused.value).startswith(f"refusing to delete {VALID - 1} of the {VALID} contacts in state")
@@ -245,7 +221,7 @@ def test_a_mapping_and_a_preset_merge_the_same_for_the_library_and_the_cli(workd
 def test_faults_do_not_lose_or_duplicate_a_contact(workdir: Path, team: LoopsEmulator, runtime: Runtime) -> None:
     team.configure(faults=Faults(fail_rate=0.2, drop_rate=0.05, drop_after_write_share=0.5))
 
-    result = run_sync(config(create_properties=True, max_retries=8), runtime)
+    result = run_sync(run_config(create_properties=True, max_retries=8), runtime)
 
     assert result.summary.failed == 0 and result.summary.created == VALID
     assert sorted(c["email"] for c in team.contacts()) == sorted(expected_contacts(SAMPLE_DATA / "contacts.csv"))

@@ -78,9 +78,9 @@ def validate(source: Source, key: KeyField = "email") -> Contacts:
         valid, rejects = frame, _NO_REJECTS
     else:
         valid = frame.filter(pl.col(REASON).is_null())
-        rejects = frame.filter(pl.col(REASON).is_not_null()).select(
-            ROW, shortened(pl.col(KEY), 200).alias(KEY), REASON
-        )
+        # The full key: it is matched against the state (a rejected row's contact is never missing);
+        # only what is shown to people is shortened.
+        rejects = frame.filter(pl.col(REASON).is_not_null()).select(ROW, KEY, REASON)
     keyless = pl.DataFrame(
         {ROW: [r for r, _ in source.malformed], REASON: [m for _, m in source.malformed]},
         schema={ROW: pl.UInt32, REASON: pl.String},

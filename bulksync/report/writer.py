@@ -15,12 +15,20 @@ if TYPE_CHECKING:
 
 REPORT_COLUMNS = ("row", "key", "action", "status", "http_status", "attempts", "error", "changes")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+MAX_SHOWN_KEY = 200
 
 
 def write_json(path: Path, data: Any) -> None:
     with open_private(path) as fh:
         json.dump(data, fh, indent=2, ensure_ascii=False)
         fh.write("\n")
+
+
+def shown_key(key: str | None, limit: int = MAX_SHOWN_KEY) -> str | None:
+    """A rejected row's key as the report shows it: a megabyte-long "email" is cut, with a mark."""
+    if key is None or len(key) <= limit:
+        return key
+    return key[:limit] + f"... ({len(key):,} characters)"
 
 
 def safe_cell(value: object) -> str:
@@ -83,7 +91,7 @@ class ReportWriter:
             self._file.write(json.dumps(dict(zip(REPORT_COLUMNS, cells, strict=True)), ensure_ascii=False) + "\n")
 
     def reject(self, row: int | None, key: str | None, reason: str) -> None:
-        self._write(row, key, "reject", "failed", None, 0, reason, None)
+        self._write(row, shown_key(key), "reject", "failed", None, 0, reason, None)
 
     def skipped(self, row: int | None, key: str | None, action: str, reason: str) -> None:
         self._write(row, key, action, "skipped", None, 0, reason, None)
