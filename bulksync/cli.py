@@ -23,6 +23,7 @@ from bulksync.config import DEFAULT_BASE_URL, DEFAULT_STATE_PATH, SYNC_OPTIONS, 
 from bulksync.config import sync_config as build_sync_config
 from bulksync.emulator import cli as emulator_cli
 from bulksync.errors import BulksyncError, ExitStatus, StateError, printable
+from bulksync.files import refuse_clashes
 from bulksync.logs import redact
 from bulksync.report.text import render_preview, render_summary
 from bulksync.source.mapping_file import PRESETS, mapping_spec
@@ -201,6 +202,19 @@ def sync_config(args: argparse.Namespace, environ: dict[str, str], stderr: TextI
     )
 
 
+def refuse_log_file_clash(args: argparse.Namespace, log_file: Path, environ: dict[str, str], err: TextIO) -> None:
+    """``--log-file`` must not be the source, the state, a file beside it, or another output."""
+    given = vars(args)
+    if "source" in given or args.command == "apply":
+        config = sync_config(args, environ, err)
+        inputs, outputs = config.inputs(), config.outputs()
+        if args.command == "apply":
+            inputs["PLAN"] = args.plan
+    else:
+        inputs, outputs = {"--state": given.get("state")}, {}
+    refuse_clashes(inputs, {**outputs, "--log-file": log_file})
+
+
 class _Signals:
     """First SIGINT/SIGTERM asks the run to stop gracefully; the exit status remembers which."""
 
@@ -343,10 +357,13 @@ def main(
     secrets = [key for key in (os.environ.get("LOOPS_API_KEY", "").strip(),) if key]
     debug, verbose = getattr(args, "debug", False), getattr(args, "verbose", False)
     verbosity = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
-    logs.configure(err, level=verbosity, secrets=secrets, log_file=getattr(args, "log_file", None),
-                   fmt=getattr(args, "log_format", "text"))
     run: Command = args.run
     try:
+        log_file = getattr(args, "log_file", None)
+        if log_file is not None:
+            refuse_log_file_clash(args, log_file, dict(os.environ), err)  # before the log file is opened
+        logs.configure(err, level=verbosity, secrets=secrets, log_file=log_file,
+                       fmt=getattr(args, "log_format", "text"))
         return int(run(args, out, err))
     except BulksyncError as exc:
         if getattr(args, "debug", False):

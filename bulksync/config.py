@@ -111,6 +111,14 @@ class SyncConfig:
         if self.plan_path is not None and not self.dry_run:
             raise ConfigError("--plan writes a plan without sending anything: use it with --dry-run")
 
+    def inputs(self) -> dict[str, Path | None]:
+        """The files the run reads (or keeps, as the state), by the flag that names them."""
+        return {"SOURCE": self.source, "--state": self.state_path, "--mapping": self.mapping_path}
+
+    def outputs(self) -> dict[str, Path | None]:
+        """The files the run writes besides the state, by the flag that names them."""
+        return {"--report": self.report_path, "--summary-json": self.summary_json_path, "--plan": self.plan_path}
+
 
 # The ``sync`` command's long options, underscored: what bulksync.sync(**options) and the CLI both accept.
 # Each maps to (SyncConfig or HttpConfig field, conversion).

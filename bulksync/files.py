@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import stat
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
+
+from bulksync.errors import ConfigError
 
 PRIVATE_MODE = 0o600  # states, reports, plans and logs hold personal data
 
@@ -31,3 +35,58 @@ def create_private(path: Path) -> bool:
     existed = path.exists()
     os.close(open_private_fd(path, os.O_WRONLY))
     return not existed
+
+
+# Files bulksync keeps beside a state file: its lock, hash snapshots and SQLite's journals.
+STATE_COMPANIONS = (".lock", ".hashes-", "-wal", "-shm", "-journal")
+
+
+def refuse_clashes(
+    inputs: Mapping[str, Path | None], outputs: Mapping[str, Path | None], state: str = "--state"
+) -> None:
+    """Refuse a run whose output would overwrite an input, a file beside the state, or another output.
+
+    Compared by resolved path and by inode (a symlink, ``./`` or a hard link does not slip
+    through); devices and FIFOs (``/dev/null``, ``/dev/stdout``) may take several outputs.
+    """
+    given_inputs = {name: path for name, path in inputs.items() if path is not None}
+    seen: dict[str, Path] = {}
+    for name, path in outputs.items():
+        if path is None:
+            continue
+        for other, target in given_inputs.items():
+            if _same(path, target) or (other == state and _beside_state(path, target)):
+                what = "a file bulksync keeps beside the state" if other == state and not _same(path, target) else other
+                raise ConfigError(
+                    f"{name} {path} is {what} ({target}): an output must never overwrite an input; "
+                    f"nothing was read or sent. Pass {name} another path"
+                )
+        for other, earlier in seen.items():
+            if _same(path, earlier) and not _special(path):
+                raise ConfigError(
+                    f"{name} {path} and {other} {earlier} are the same file: one would overwrite the other; "
+                    "nothing was read or sent. Give each its own path"
+                )
+        seen[name] = path
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist (yet): compare where they would be
+        return a.resolve() == b.resolve()
+
+
+def _special(path: Path) -> bool:
+    """A device or FIFO: writing to it twice loses nothing."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _beside_state(path: Path, state: Path) -> bool:
+    resolved, state_resolved = path.resolve(), state.resolve()
+    if resolved.parent != state_resolved.parent:
+        return False
+    return any(resolved.name.startswith(state_resolved.name + suffix) for suffix in STATE_COMPANIONS)

@@ -20,6 +20,7 @@ from bulksync import logs
 from bulksync.columns import HASH, KEY, ROW, STATE_HASH, STATE_ROW
 from bulksync.config import HttpConfig, KeyField, Runtime, SyncConfig, check_base_url
 from bulksync.errors import ConfigError
+from bulksync.files import refuse_clashes
 from bulksync.loops.account import Account, custom_fields, fetch_account, remember, remembered
 from bulksync.loops.properties import ensure_properties
 from bulksync.loops.push import Outcome, push_all
@@ -68,6 +69,7 @@ def run_sync(config: SyncConfig, runtime: Runtime | None = None) -> SyncResult:
     """Run one sync as configured. Raises a :class:`BulksyncError` for anything that stops the run."""
     runtime = runtime or Runtime()
     started = runtime.clock()
+    refuse_clashes(config.inputs(), config.outputs())
     if not config.dry_run:
         check_credentials(config.http)
     spec = mapping_spec(config.mapping_path, config.preset)
@@ -198,6 +200,7 @@ def apply_plan(plan_path: Path, config: SyncConfig, runtime: Runtime | None = No
     from bulksync.loops.connection import Connection  # noqa: PLC0415 (see _connect)
 
     state_path = Path(header.state)
+    refuse_clashes({"PLAN": plan_path, "--state": state_path}, config.outputs())
     with (
         run_lock(state_path),
         open_state(state_path) as state,

@@ -118,8 +118,8 @@ class FakeClock:
 def run_config(source: str = "contacts.csv", **options: Any) -> SyncConfig:
     """A run's config as ``bulksync sync SOURCE --state state.db --report report.csv`` would make it."""
     options.setdefault("summary_json", "summary.json")
-    return sync_config(source, "state.db", api_key=API_KEY, base_url=IN_PROCESS_URL, report="report.csv",
-                       environ={}, **options)
+    options.setdefault("report", "report.csv")
+    return sync_config(source, "state.db", api_key=API_KEY, base_url=IN_PROCESS_URL, environ={}, **options)
 
 
 def report_rows(workdir: Path) -> list[dict[str, str]]:

@@ -5,12 +5,17 @@ The library runs in-process on the emulator's transport and a fake clock; a few 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from bulksync.config import Runtime
 from bulksync.emulator import LoopsEmulator
+from bulksync.errors import ConfigError
 from bulksync.sync import run_sync
-from tests.helpers import report_rows, run_config, state_fields
+from tests.helpers import SAMPLE_DATA, report_rows, run_config, state_fields
 
 HEADER = "email,firstName,subscribed\n"
 # 64 + 1 + 185 = 250 characters: a legal address (up to 254), longer than the 200 a report shows.
@@ -29,3 +34,64 @@ def test_a_rejected_row_with_a_long_key_keeps_its_contact(workdir: Path, team: L
     assert {c["email"] for c in team.contacts()} == {LONG_EMAIL, "short@example.com"}
     [reject] = [row for row in report_rows(workdir) if row["action"] == "reject"]
     assert reject["key"] == LONG_EMAIL[:200] + "... (250 characters)"  # shortened for people only
+
+
+# -- no output may destroy an input ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--report", "contacts.csv"], "--report contacts.csv is SOURCE (contacts.csv)"),
+        (["--report", "./link-to-source.csv"], "--report link-to-source.csv is SOURCE (contacts.csv)"),
+        (["--summary-json", "state.db"], "--summary-json state.db is --state (state.db)"),
+        (["--log-file", "contacts.csv"], "--log-file contacts.csv is SOURCE (contacts.csv)"),
+        (["--log-file", "state.db"], "--log-file state.db is --state (state.db)"),
+        (["--plan", "state.db.lock"], "--plan state.db.lock is a file bulksync keeps beside the state (state.db)"),
+        (["--summary-json", "state.db.hashes-3.arrow"], "--summary-json state.db.hashes-3.arrow is a file bulksync"),
+        (["--report", "out.csv", "--summary-json", "out.csv"],
+         "--summary-json out.csv and --report out.csv are the same file"),
+    ],
+)
+def test_an_output_on_an_input_or_another_output_is_refused_before_anything_is_read(
+    cli: Any, emulator: LoopsEmulator, workdir: Path, flags: list[str], named: str
+) -> None:
+    assert cli("sync", "contacts.csv", "--state", "state.db").status == 0
+    (workdir / "link-to-source.csv").symlink_to(workdir / "contacts.csv")
+    before = {name: (workdir / name).read_bytes() for name in ("contacts.csv", "state.db")}
+    requests = emulator.stats()["requests"]
+    dry = ["--dry-run"] if "--plan" in flags else []
+
+    result = cli("sync", "contacts.csv", "--state", "state.db", *dry, *flags, report=False)
+
+    assert result.status == 2, result.err
+    assert result.err.startswith(f"bulksync: error: {named}")
+    assert result.err.count("\n") == 1 and "nothing was read or sent" in result.err
+    assert {name: (workdir / name).read_bytes() for name in before} == before
+    assert emulator.stats()["requests"] == requests
+
+
+def test_the_python_api_refuses_an_output_on_its_source(workdir: Path, runtime: Runtime) -> None:
+    with pytest.raises(ConfigError, match=r"^--report contacts.csv is SOURCE"):
+        run_sync(run_config(report="contacts.csv", summary_json=None), runtime)
+    assert (workdir / "contacts.csv").read_bytes() == (SAMPLE_DATA / "contacts.csv").read_bytes()
+
+
+def test_reports_to_dev_null_work_and_leave_its_mode_alone(cli: Any, workdir: Path) -> None:
+    mode = os.stat("/dev/null").st_mode
+
+    result = cli("sync", "contacts.csv", "--report", "/dev/null", "--summary-json", "/dev/null", report=False)
+
+    assert result.status == 0, result.err
+    assert os.stat("/dev/null").st_mode == mode  # bulksync never chmods what it did not create
+
+
+def test_an_existing_report_keeps_its_mode_and_a_new_one_is_private(cli: Any, workdir: Path) -> None:
+    (workdir / "shared.csv").write_text("old\n")
+    (workdir / "shared.csv").chmod(0o644)
+
+    assert cli("sync", "contacts.csv", "--report", "shared.csv", "--summary-json", "new.json", report=False).status == 0
+
+    assert (workdir / "shared.csv").stat().st_mode & 0o777 == 0o644
+    assert (workdir / "new.json").stat().st_mode & 0o777 == 0o600
+    assert (workdir / "shared.csv").read_text().startswith("row,key,action")
