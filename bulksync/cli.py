@@ -354,7 +354,10 @@ def main(
     except SystemExit as exc:
         return int(exc.code or 0)
     args.sleep, args.transport = sleep, transport
-    secrets = [key for key in (os.environ.get("LOOPS_API_KEY", "").strip(),) if key]
+    raw_key = os.environ.get("LOOPS_API_KEY", "")
+    # The key, and each line of a key that holds line breaks (refused, but never to be echoed either).
+    secrets = sorted({part for part in (raw_key.strip(), *raw_key.split()) if len(part) >= 8 or part == raw_key.strip()}
+                     - {""}, key=len, reverse=True)
     debug, verbose = getattr(args, "debug", False), getattr(args, "verbose", False)
     verbosity = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
     run: Command = args.run

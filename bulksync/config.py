@@ -154,8 +154,11 @@ def sync_config(
     default to ``LOOPS_API_KEY`` and ``LOOPS_BASE_URL`` as on the command line."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
+    key = (api_key or environ.get("LOOPS_API_KEY") or "").strip() or None  # a key file's line end is harmless
+    if key is not None:
+        check_api_key(key)
     http: dict[str, Any] = {
-        "api_key": api_key or environ.get("LOOPS_API_KEY") or None,
+        "api_key": key,
         "base_url": base_url or environ.get("LOOPS_BASE_URL") or DEFAULT_BASE_URL,
     }
     for name, value in options.items():
@@ -175,6 +178,16 @@ def sync_config(
         source=Path(source), state_path=Path(state), dry_run=dry_run, progress=progress,
         report_path=Path(report) if report is not None else None, http=HttpConfig(**http), **values,
     )
+
+
+def check_api_key(key: str) -> None:
+    """A key that cannot travel in an HTTP header is refused up front, never echoed: an error about
+    the header would print it."""
+    if not key.isascii() or not key.isprintable() or any(char.isspace() for char in key):
+        raise ConfigError(
+            "the API key (LOOPS_API_KEY) holds a line break, a space or a character that is not printable "
+            "ASCII, so it cannot be sent (it is not shown here); set it to the key alone, on one line"
+        )
 
 
 def _converted(name: str, kind: str, value: Any) -> Any:

@@ -15,7 +15,7 @@ from bulksync.config import Runtime
 from bulksync.emulator import LoopsEmulator
 from bulksync.errors import ConfigError
 from bulksync.sync import run_sync
-from tests.helpers import SAMPLE_DATA, report_rows, run_config, state_fields
+from tests.helpers import API_KEY, SAMPLE_DATA, report_rows, run_config, state_fields
 
 HEADER = "email,firstName,subscribed\n"
 # 64 + 1 + 185 = 250 characters: a legal address (up to 254), longer than the 200 a report shows.
@@ -95,3 +95,32 @@ def test_an_existing_report_keeps_its_mode_and_a_new_one_is_private(cli: Any, wo
     assert (workdir / "shared.csv").stat().st_mode & 0o777 == 0o644
     assert (workdir / "new.json").stat().st_mode & 0o777 == 0o600
     assert (workdir / "shared.csv").read_text().startswith("row,key,action")
+
+
+# -- the key is never printed ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["sk-first-line-1234\nsk-second-line-5678", "sk-accénted-1234", "sk-spaced 5678-9"])
+def test_a_key_that_cannot_be_sent_is_refused_without_echoing_it(
+    cli: Any, emulator: LoopsEmulator, workdir: Path, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    monkeypatch.setenv("LOOPS_API_KEY", key)
+
+    result = cli("sync", "contacts.csv", "--log-file", "run.log")
+
+    assert result.status == 2
+    assert result.err == (
+        "bulksync: error: the API key (LOOPS_API_KEY) holds a line break, a space or a character that is not "
+        "printable ASCII, so it cannot be sent (it is not shown here); set it to the key alone, on one line\n"
+    )
+    log = workdir / "run.log"  # the error comes before the log file is opened, or it holds no key
+    for part in key.split():
+        assert part not in result.err and (not log.exists() or part not in log.read_text())
+    assert emulator.stats()["requests"] == 0
+
+
+def test_a_key_files_line_end_is_harmless(cli: Any, emulator: LoopsEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOPS_API_KEY", API_KEY + "\n")  # LOOPS_API_KEY="$(cat key)" keeps no newline; < key does
+
+    assert cli("sync", "contacts.csv").status == 0
+    assert len(emulator.contacts()) == 47
