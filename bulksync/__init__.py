@@ -12,9 +12,11 @@ from bulksync.errors import (
     ApiError,
     AuthError,
     BulksyncError,
+    ClearGuardError,
     ConfigError,
     DeleteGuardError,
     ExitStatus,
+    GuardError,
     InputError,
     Interrupted,
     StateError,
@@ -23,7 +25,8 @@ from bulksync.report.summary import Summary, SyncResult
 from bulksync.sync import apply_plan, record_baseline, run_sync
 
 __all__ = [
-    "ApiError", "AuthError", "BulksyncError", "ConfigError", "DeleteGuardError", "ExitStatus", "InputError",
+    "ApiError", "AuthError", "BulksyncError", "ClearGuardError", "ConfigError", "DeleteGuardError", "ExitStatus",
+    "GuardError", "InputError",
     "Interrupted", "Runtime", "StateError", "Summary", "SyncConfig", "SyncResult", "apply_plan",
     "record_baseline", "run_sync", "sync",
 ]

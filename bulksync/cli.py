@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from bulksync import __version__, logs
 from bulksync.check import render_check, run_check
-from bulksync.config import DEFAULT_BASE_URL, DEFAULT_STATE_PATH, SYNC_OPTIONS, DeleteLimit, Runtime, SyncConfig
+from bulksync.config import DEFAULT_BASE_URL, DEFAULT_STATE_PATH, SYNC_OPTIONS, RunLimit, Runtime, SyncConfig
 from bulksync.config import sync_config as build_sync_config
 from bulksync.emulator import cli as emulator_cli
 from bulksync.errors import BulksyncError, ExitStatus, StateError, printable
@@ -56,9 +56,9 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _delete_limit(text: str) -> DeleteLimit:
+def _run_limit(text: str) -> RunLimit:
     try:
-        return DeleteLimit.parse(text)
+        return RunLimit.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected a count such as 25 or a share such as 5% ({exc})") from None
 
@@ -140,8 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--key", choices=["email", "userId"], default="email", help="what identifies a contact")
     _add_output_arguments(sync)
     sync.add_argument("--delete-missing", action="store_true", help="delete synced contacts absent from SOURCE")
-    sync.add_argument("--max-delete", type=_delete_limit, default=DeleteLimit(), metavar="N|N%",
+    sync.add_argument("--max-delete", type=_run_limit, default=RunLimit(), metavar="N|N%",
                       help="most deletions a run may make (default: refuse more than 10 and more than 10%%)")
+    sync.add_argument("--max-clear", type=_run_limit, default=RunLimit(), metavar="N|N%",
+                      help="most contacts a run may clear a field of (default: refuse more than 10 and more "
+                           "than 10%%)")
     sync.add_argument("--keep-empty", action="store_true", help="empty cells leave Loops' value alone")
     sync.add_argument("--resubscribe", action="store_true",
                       help="send subscribed=true to existing contacts (re-subscribes people)")

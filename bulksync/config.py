@@ -26,14 +26,15 @@ Mode = Literal["upsert", "create-only", "update-only"]
 
 
 @dataclass(frozen=True)
-class DeleteLimit:
-    """How many deletions a run may make: a count, or a share of the contacts in state."""
+class RunLimit:
+    """How many contacts a run may delete (``--max-delete``) or clear a field of (``--max-clear``):
+    a count, or a share of the contacts in state."""
 
     count: int | None = None
     percent: float | None = None
 
     @classmethod
-    def parse(cls, text: str) -> DeleteLimit:
+    def parse(cls, text: str) -> RunLimit:
         """``"25"`` or ``"5%"``; raises ValueError otherwise."""
         text = text.strip()
         if text.endswith("%"):
@@ -46,20 +47,20 @@ class DeleteLimit:
             raise ValueError(f"{text}: a count must be 0 or more")
         return cls(count=count)
 
-    def describe(self) -> str:
+    def describe(self, flag: str) -> str:
         if self.count is not None:
-            return f"--max-delete {self.count}"
+            return f"{flag} {self.count}"
         if self.percent is not None:
-            return f"--max-delete {self.percent:g}%"
+            return f"{flag} {self.percent:g}%"
         return "the default limit (more than 10 contacts and more than 10% of the state)"
 
-    def allows(self, deletes: int, known: int) -> bool:
+    def allows(self, contacts: int, known: int) -> bool:
         if self.count is not None:
-            return deletes <= self.count
+            return contacts <= self.count
         if self.percent is not None:
-            return deletes <= known * self.percent / 100
-        # The default: refuse only when a run would delete more than 10 contacts AND more than 10%.
-        return deletes <= 10 or deletes <= known * 0.10
+            return contacts <= known * self.percent / 100
+        # The default: refuse only when a run would touch more than 10 contacts AND more than 10%.
+        return contacts <= 10 or contacts <= known * 0.10
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ class SyncConfig:
     delete_missing: bool = False
     keep_empty: bool = False
     resubscribe: bool = False
-    max_delete: DeleteLimit = field(default_factory=DeleteLimit)
+    max_delete: RunLimit = field(default_factory=RunLimit)
+    max_clear: RunLimit = field(default_factory=RunLimit)
     report_path: Path | None = None
     summary_json_path: Path | None = None
     report_dir: Path | None = None
@@ -128,7 +130,7 @@ SYNC_OPTIONS: dict[str, tuple[str, str]] = {
     "encoding": ("encoding", _TEXT), "key": ("key", "key"), "plan": ("plan_path", _PATH),
     "report_dir": ("report_dir", _PATH), "report_format": ("report_format", "report_format"),
     "summary_json": ("summary_json_path", _PATH), "delete_missing": ("delete_missing", "flag"),
-    "max_delete": ("max_delete", "max_delete"), "keep_empty": ("keep_empty", "flag"),
+    "max_delete": ("max_delete", "limit"), "max_clear": ("max_clear", "limit"), "keep_empty": ("keep_empty", "flag"),
     "resubscribe": ("resubscribe", "flag"), "create_properties": ("create_properties", "flag"),
     "mode": ("mode", "mode"), "limit": ("limit", "count"), "create_via": ("create_via", "create_via"),
     "rate_limit": ("http.rate_limit", "rate"), "concurrency": ("http.concurrency", "count"),
@@ -205,8 +207,8 @@ def _converted(name: str, kind: str, value: Any) -> Any:
             if value not in _CHOICES[kind]:
                 raise ValueError(f"expected one of {', '.join(_CHOICES[kind])}")
             return value
-        if kind == "max_delete":
-            return value if isinstance(value, DeleteLimit) else DeleteLimit.parse(str(value))
+        if kind == "limit":
+            return value if isinstance(value, RunLimit) else RunLimit.parse(str(value))
         number = float(value) if kind == "rate" else int(value)
         if isinstance(value, bool) or number < (0 if kind == "retries" else 1 if kind == "count" else 1e-9):
             raise ValueError("out of range")

@@ -41,10 +41,18 @@ class StateError(BulksyncError):
     """The state file is missing, corrupt, locked or of the wrong kind; nothing was sent."""
 
 
-class DeleteGuardError(BulksyncError):
-    """The run would delete more contacts than allowed; nothing was sent."""
+class GuardError(BulksyncError):
+    """A guard refused the whole run (it looked like a broken export); nothing was sent."""
 
     exit_status = ExitStatus.DELETE_GUARD
+
+
+class DeleteGuardError(GuardError):
+    """The run would delete more contacts than allowed; nothing was sent."""
+
+
+class ClearGuardError(GuardError):
+    """The run would clear a field for more contacts than allowed; nothing was sent."""
 
 
 class AuthError(BulksyncError):

@@ -27,7 +27,15 @@ from bulksync.loops.push import Outcome, push_all
 from bulksync.loops.record import StateRecorder
 from bulksync.plan.actions import Action, PlanOptions, iter_actions
 from bulksync.plan.diff import Classified, split
-from bulksync.plan.guards import check_delete_limit, check_plan_is_current, for_mode, limited, refuse_empty_source
+from bulksync.plan.guards import (
+    check_clear_limit,
+    check_delete_limit,
+    check_plan_is_current,
+    count_clears,
+    for_mode,
+    limited,
+    refuse_empty_source,
+)
 from bulksync.plan.index import StateIndex, kept_positions
 from bulksync.plan.normalise import field_names, require_identity
 from bulksync.plan.planfile import PlanHeader, PlanWriter, read_plan
@@ -150,6 +158,8 @@ def _sync(run: Run, scanned: Scanned, index: StateIndex, account: Account | None
     present = [unprocessed[STATE_ROW], kept_positions(index, rejects[KEY].drop_nulls())]
     classified = split(processed, scanned.rows, index, deleting, present)
     check_delete_limit(len(classified.missing), index.height, config.max_delete)
+    if not config.keep_empty and classified.changed.height:
+        check_clear_limit(count_clears(classified.changed, state), index.height, config.max_clear)
     classified, skipped = for_mode(classified, config.mode)
     # After every check that can refuse the run: creating a property is the run's first write.
     needed = {name: scanned.types.get(name, "string") for name in classified.filled(scanned.fields)}

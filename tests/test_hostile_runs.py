@@ -5,6 +5,7 @@ The library runs in-process on the emulator's transport and a fake clock; a few 
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,9 @@ import pytest
 
 from bulksync.config import Runtime
 from bulksync.emulator import LoopsEmulator
-from bulksync.errors import ConfigError
+from bulksync.errors import ClearGuardError, ConfigError, ExitStatus
 from bulksync.sync import run_sync
-from tests.helpers import API_KEY, SAMPLE_DATA, report_rows, run_config, state_fields
+from tests.helpers import API_KEY, SAMPLE_DATA, report_rows, run_config, state_fields, writes
 
 HEADER = "email,firstName,subscribed\n"
 # 64 + 1 + 185 = 250 characters: a legal address (up to 254), longer than the 200 a report shows.
@@ -124,3 +125,66 @@ def test_a_key_files_line_end_is_harmless(cli: Any, emulator: LoopsEmulator, mon
 
     assert cli("sync", "contacts.csv").status == 0
     assert len(emulator.contacts()) == 47
+
+
+# -- an export that lost a column ------------------------------------------------------------------------------
+
+
+def without_column(workdir: Path, column: str, name: str = "lost.csv") -> str:
+    """contacts.csv as an export that lost ``column``."""
+    with open(workdir / "contacts.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    with open(workdir / name, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, [c for c in rows[0] if c != column])
+        writer.writeheader()
+        writer.writerows({k: v for k, v in row.items() if k != column} for row in rows)
+    return name
+
+
+def test_an_export_that_lost_a_column_clears_nothing_and_exits_3(
+    workdir: Path, team: LoopsEmulator, runtime: Runtime
+) -> None:
+    run_sync(run_config(create_properties=True), runtime)
+    before, since = state_fields(workdir), len(team.request_log())
+
+    with pytest.raises(ClearGuardError) as refused:
+        run_sync(run_config(without_column(workdir, "plan")), runtime)
+
+    assert refused.value.exit_status == ExitStatus.DELETE_GUARD
+    assert str(refused.value) == (
+        "refusing to clear plan for 47 (100%) of the 47 contacts in state: more than the default limit (more "
+        "than 10 contacts and more than 10% of the state). Nothing was sent. If the source really empties these "
+        "fields, pass --max-clear 47 (or a share such as --max-clear 50%); to leave empty cells alone in Loops, "
+        "pass --keep-empty"
+    )
+    assert writes(team, since) == [] and state_fields(workdir) == before
+    assert all(c["plan"] for c in team.contacts())
+
+
+def test_max_clear_allows_the_clears(workdir: Path, team: LoopsEmulator, runtime: Runtime) -> None:
+    run_sync(run_config(create_properties=True), runtime)
+
+    cleared = run_sync(run_config(without_column(workdir, "plan"), max_clear="100%"), runtime)
+
+    assert cleared.summary.updated == 47 and not any(c.get("plan") for c in team.contacts())
+    assert not any("plan" in fields for fields in state_fields(workdir).values())
+
+
+def test_keep_empty_clears_nothing_so_needs_no_flag(workdir: Path, team: LoopsEmulator, runtime: Runtime) -> None:
+    run_sync(run_config(create_properties=True), runtime)
+    since = len(team.request_log())
+
+    kept = run_sync(run_config(without_column(workdir, "plan"), keep_empty=True), runtime)
+
+    assert (kept.summary.updated, kept.summary.failed) == (0, 0) and writes(team, since) == []
+    assert all(c["plan"] for c in team.contacts())
+
+
+def test_a_few_cleared_cells_need_no_flag(workdir: Path, team: LoopsEmulator, runtime: Runtime) -> None:
+    run_sync(run_config(create_properties=True), runtime)
+    text = (workdir / "contacts.csv").read_text().replace(",pro,", ",,", 4)  # ada (two rows), edsger, frances
+    (workdir / "few.csv").write_text(text)
+
+    result = run_sync(run_config("few.csv"), runtime)
+
+    assert result.summary.updated == 3

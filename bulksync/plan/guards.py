@@ -5,15 +5,17 @@ Pure apart from reading the state: a refused run has written nothing and sent no
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
 
-from bulksync.columns import ROW
-from bulksync.config import DeleteLimit, Mode
-from bulksync.errors import DeleteGuardError, StateError
-from bulksync.plan.actions import Action
+from bulksync.columns import KEY, ROW
+from bulksync.config import Mode, RunLimit
+from bulksync.errors import ClearGuardError, DeleteGuardError, StateError
+from bulksync.fields import is_list_field
+from bulksync.plan.actions import NEVER_CLEARED, SLICE_ROWS, Action
 from bulksync.plan.diff import Classified
 from bulksync.state.store import StateStore
 
@@ -29,14 +31,14 @@ def refuse_empty_source(source: Path, valid_rows: int, known: int) -> None:
         )
 
 
-def check_delete_limit(deletes: int, known: int, limit: DeleteLimit) -> None:
+def check_delete_limit(deletes: int, known: int, limit: RunLimit) -> None:
     """The guard against mirroring a truncated export: refuse the whole run, send nothing."""
     if deletes and not limit.allows(deletes, known):
         share = 100 * deletes / known if known else 100
         raise DeleteGuardError(
             f"refusing to delete {deletes:,} of the {known:,} contacts in state ({share:.0f}%): more than "
-            f"{limit.describe()}. Nothing was sent. If the source is complete, pass --max-delete {deletes} "
-            "(or a share such as --max-delete 50%)"
+            f"{limit.describe('--max-delete')}. Nothing was sent. If the source is complete, pass "
+            f"--max-delete {deletes} (or a share such as --max-delete 50%)"
         )
 
 
@@ -73,4 +75,31 @@ def check_plan_is_current(generation: int, actions: list[Action], state: StateSt
     raise StateError(
         f"{state.path} changed since the plan was made (generation {generation} -> {now}; {detail}); "
         "nothing was sent: make a new plan with 'bulksync sync SOURCE --dry-run --plan PATH'"
+    )
+
+
+def count_clears(changed: pl.DataFrame, state: StateStore) -> dict[str, int]:
+    """How many changed contacts each field would be cleared for (sent ``null``): a field bulksync
+    set before whose cell is now empty, or whose column is gone from the source."""
+    clears: Counter[str] = Counter()
+    for chunk in changed.iter_slices(SLICE_ROWS):
+        previous = state.fields_for(chunk[KEY].to_list())
+        for row in chunk.iter_rows(named=True):
+            for name in previous.get(row[KEY], {}):
+                if row.get(name) is None and name not in NEVER_CLEARED and not is_list_field(name):
+                    clears[name] += 1
+    return dict(clears)
+
+
+def check_clear_limit(clears: dict[str, int], known: int, limit: RunLimit) -> None:
+    """The guard against an export that lost a column: clearing a field for much of the audience."""
+    over = {name: count for name, count in sorted(clears.items()) if not limit.allows(count, known)}
+    if not over:
+        return
+    listed = ", ".join(f"{name} for {count:,} ({100 * count / known:.0f}%)" for name, count in over.items())
+    most = max(over.values())
+    raise ClearGuardError(
+        f"refusing to clear {listed} of the {known:,} contacts in state: more than {limit.describe('--max-clear')}. "
+        f"Nothing was sent. If the source really empties these fields, pass --max-clear {most} (or a share "
+        "such as --max-clear 50%); to leave empty cells alone in Loops, pass --keep-empty"
     )
