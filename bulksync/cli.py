@@ -19,10 +19,20 @@ from typing import Any, TextIO
 
 from bulksync import __version__, logs
 from bulksync.check import render_check, run_check
-from bulksync.config import DEFAULT_BASE_URL, DEFAULT_STATE_PATH, SYNC_OPTIONS, RunLimit, Runtime, SyncConfig
+from bulksync.config import (
+    DEFAULT_BASE_URL,
+    DEFAULT_STATE_PATH,
+    SYNC_OPTIONS,
+    RunLimit,
+    Runtime,
+    SyncConfig,
+    delimiter,
+    positive_number,
+    whole_number,
+)
 from bulksync.config import sync_config as build_sync_config
 from bulksync.emulator import cli as emulator_cli
-from bulksync.errors import BulksyncError, ExitStatus, StateError, printable
+from bulksync.errors import BulksyncError, ExitStatus, Interrupted, StateError, printable
 from bulksync.files import refuse_clashes
 from bulksync.logs import redact
 from bulksync.report.text import render_preview, render_summary
@@ -35,25 +45,23 @@ log = logging.getLogger("bulksync")
 Command = Callable[[argparse.Namespace, TextIO, TextIO], int]
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
-    return value
+def _flag_type(parse: Callable[[str], object], name: str) -> Callable[[str], object]:
+    """An argparse type from one of the parsers the Python API uses too (one rule for both doors)."""
+
+    def checked(text: str) -> object:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    checked.__name__ = name
+    return checked
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
+_positive_float = _flag_type(positive_number, "positive_number")
+_positive_int = _flag_type(lambda text: whole_number(text, 1), "whole_number")
+_non_negative_int = _flag_type(lambda text: whole_number(text, 0), "whole_number")
+_delimiter = _flag_type(delimiter, "delimiter")
 
 
 def _run_limit(text: str) -> RunLimit:
@@ -74,13 +82,6 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--delimiter", type=_delimiter, metavar="CHAR",
                         help="CSV separator (default: detected from the header among , ; and tab)")
     parser.add_argument("--encoding", default="utf-8", help="source text encoding (default: utf-8)")
-
-
-def _delimiter(text: str) -> str:
-    text = {"\\t": "\t", "tab": "\t"}.get(text, text)
-    if len(text) != 1:
-        raise argparse.ArgumentTypeError(f"expected one character such as ';' or 'tab', got {text!r}")
-    return text
 
 
 def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -227,9 +228,10 @@ class _Signals:
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.stop.is_set():
-            raise KeyboardInterrupt
+        again = self.stop.is_set()
         self.status = ExitStatus.TERMINATED if signum == signal.SIGTERM else ExitStatus.INTERRUPTED
+        if again:
+            raise KeyboardInterrupt  # _runtime turns it into the exit status of this signal
         self.stop.set()
         log.warning("stopping: finishing requests in flight, then saving state (signal again to abort)")
 
@@ -249,7 +251,16 @@ def _runtime(args: argparse.Namespace) -> Iterator[tuple[Runtime, _Signals]]:
     """Signals stop the run gracefully; every wait is on the stop event so a signal cuts it short."""
     with _Signals() as signals:
         sleep: Callable[[float], None] = args.sleep or (lambda seconds: _ignore(signals.stop.wait(seconds)))
-        yield Runtime(transport=args.transport, sleep=sleep, stop=signals.stop), signals
+        try:
+            yield Runtime(transport=args.transport, sleep=sleep, stop=signals.stop), signals
+        except Interrupted as exc:  # stopped before the push (the account fetch): 130 or 143 as signalled
+            exc.exit_status = signals.status
+            raise
+        except KeyboardInterrupt:
+            if not signals.stop.is_set():
+                raise
+            raise Interrupted("aborted by a second signal: requests in flight were abandoned; the next run "
+                              "settles them", signals.status) from None
 
 
 def _ignore(_: object) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 import os
 import threading
 import time
@@ -122,19 +123,49 @@ class SyncConfig:
         return {"--report": self.report_path, "--summary-json": self.summary_json_path, "--plan": self.plan_path}
 
 
+def positive_number(value: Any) -> float:
+    """A finite number above 0 (a rate, a timeout); raises ValueError otherwise."""
+    number = _number(value, float)
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(f"must be a finite number above 0, got {value}")
+    return number
+
+
+def whole_number(value: Any, minimum: int) -> int:
+    """A whole number of at least ``minimum``; raises ValueError otherwise (2.5 is not rounded)."""
+    number = _number(value, float)
+    if not number.is_integer() or number < minimum:
+        raise ValueError(f"must be a whole number, {minimum} or more, got {value}")
+    return int(number)
+
+
+def _number(value: Any, kind: type[float]) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value}")
+    return kind(value)
+
+
+def delimiter(value: Any) -> str:
+    """One separator character; ``tab`` or ``\\t`` for a tab."""
+    text = {"\\t": "\t", "tab": "\t"}.get(str(value), str(value))
+    if len(text) != 1:
+        raise ValueError(f"expected one character such as ';' or 'tab', got {value!r}")
+    return text
+
+
 # The ``sync`` command's long options, underscored: what bulksync.sync(**options) and the CLI both accept.
 # Each maps to (SyncConfig or HttpConfig field, conversion).
 _PATH, _TEXT = "path", "text"
 SYNC_OPTIONS: dict[str, tuple[str, str]] = {
-    "mapping": ("mapping_path", _PATH), "preset": ("preset", _TEXT), "delimiter": ("delimiter", _TEXT),
+    "mapping": ("mapping_path", _PATH), "preset": ("preset", _TEXT), "delimiter": ("delimiter", "delimiter"),
     "encoding": ("encoding", _TEXT), "key": ("key", "key"), "plan": ("plan_path", _PATH),
     "report_dir": ("report_dir", _PATH), "report_format": ("report_format", "report_format"),
     "summary_json": ("summary_json_path", _PATH), "delete_missing": ("delete_missing", "flag"),
     "max_delete": ("max_delete", "limit"), "max_clear": ("max_clear", "limit"), "keep_empty": ("keep_empty", "flag"),
     "resubscribe": ("resubscribe", "flag"), "create_properties": ("create_properties", "flag"),
     "mode": ("mode", "mode"), "limit": ("limit", "count"), "create_via": ("create_via", "create_via"),
-    "rate_limit": ("http.rate_limit", "rate"), "concurrency": ("http.concurrency", "count"),
-    "max_retries": ("http.max_retries", "retries"), "timeout": ("http.read_timeout", "rate"),
+    "rate_limit": ("http.rate_limit", "positive"), "concurrency": ("http.concurrency", "count"),
+    "max_retries": ("http.max_retries", "retries"), "timeout": ("http.read_timeout", "positive"),
 }
 _CHOICES = {"key": ("email", "userId"), "report_format": ("csv", "jsonl"),
             "mode": ("upsert", "create-only", "update-only"), "create_via": ("create", "update")}
@@ -155,6 +186,7 @@ def sync_config(
     """A :class:`SyncConfig` from the ``sync`` command's options (underscored); the key and base URL
     default to ``LOOPS_API_KEY`` and ``LOOPS_BASE_URL`` as on the command line."""
     environ = os.environ if environ is None else environ
+    dry_run, progress = _converted("dry_run", "flag", dry_run), _converted("progress", "flag", progress)
     values: dict[str, Any] = {}
     key = (api_key or environ.get("LOOPS_API_KEY") or "").strip() or None  # a key file's line end is harmless
     if key is not None:
@@ -209,10 +241,11 @@ def _converted(name: str, kind: str, value: Any) -> Any:
             return value
         if kind == "limit":
             return value if isinstance(value, RunLimit) else RunLimit.parse(str(value))
-        number = float(value) if kind == "rate" else int(value)
-        if isinstance(value, bool) or number < (0 if kind == "retries" else 1 if kind == "count" else 1e-9):
-            raise ValueError("out of range")
-        return number
+        if kind == "delimiter":
+            return delimiter(value)
+        if kind == "positive":
+            return positive_number(value)
+        return whole_number(value, 0 if kind == "retries" else 1)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"option {name}={value!r}: {exc}") from None
 

@@ -14,14 +14,11 @@ PRIVATE_MODE = 0o600  # states, reports, plans and logs hold personal data
 
 
 def open_private_fd(path: Path, flags: int) -> int:
-    """Open ``path`` with ``flags`` (``os.O_WRONLY`` and so on); a file this call creates is made
-    readable by its owner only. Anything that exists already (a file, ``/dev/null``, a FIFO) keeps
-    its mode: bulksync never changes the permissions of a file it did not create."""
+    """Open ``path`` with ``flags`` (``os.O_WRONLY`` and so on), creating it if need be: a file this
+    creates is readable by its owner only. Anything that exists already (a file, ``/dev/null``, a
+    FIFO) keeps its mode: bulksync never changes the permissions of a file it did not create."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return os.open(path, flags | os.O_CREAT | os.O_EXCL, PRIVATE_MODE)
-    except FileExistsError:
-        return os.open(path, flags & ~os.O_CREAT)
+    return os.open(path, flags | os.O_CREAT, PRIVATE_MODE)  # the mode applies only to a file created here
 
 
 def open_private(path: Path, *, append: bool = False) -> IO[str]:
@@ -30,11 +27,9 @@ def open_private(path: Path, *, append: bool = False) -> IO[str]:
     return os.fdopen(open_private_fd(path, flags), "a" if append else "w", encoding="utf-8", newline="")
 
 
-def create_private(path: Path) -> bool:
-    """Make sure ``path`` exists, creating it empty and private if it does not; True if created."""
-    existed = path.exists()
+def create_private(path: Path) -> None:
+    """Make sure ``path`` exists, creating it empty and private if it does not."""
     os.close(open_private_fd(path, os.O_WRONLY))
-    return not existed
 
 
 # Files bulksync keeps beside a state file: its lock, hash snapshots and SQLite's journals.

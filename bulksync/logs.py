@@ -73,11 +73,15 @@ class _Lines(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record) + "\n"
-            for stream in self._streams:
-                stream.write(line)
-                stream.flush()
         except Exception:  # a log line must never stop a run
             self.handleError(record)
+            return
+        for stream in self._streams:  # a closed stderr must not cost the log file its line
+            try:
+                stream.write(line)
+                stream.flush()
+            except Exception:
+                self.handleError(record)
 
     def close(self) -> None:
         for stream in self._streams[1:]:  # the first is the caller's (stderr): not ours to close

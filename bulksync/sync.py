@@ -21,7 +21,7 @@ from bulksync.columns import HASH, KEY, ROW, STATE_HASH, STATE_ROW
 from bulksync.config import HttpConfig, KeyField, Runtime, SyncConfig, check_base_url
 from bulksync.errors import ConfigError
 from bulksync.files import refuse_clashes
-from bulksync.loops.account import Account, custom_fields, fetch_account, remember, remembered
+from bulksync.loops.account import Account, account_for, remembered
 from bulksync.loops.properties import ensure_properties
 from bulksync.loops.push import Outcome, push_all
 from bulksync.loops.record import StateRecorder
@@ -36,7 +36,7 @@ from bulksync.plan.guards import (
     limited,
     refuse_empty_source,
 )
-from bulksync.plan.index import StateIndex, kept_positions
+from bulksync.plan.index import StateIndex, hashes_after, kept_positions
 from bulksync.plan.normalise import field_names, require_identity
 from bulksync.plan.planfile import PlanHeader, PlanWriter, read_plan
 from bulksync.plan.scan import Scanned, scan
@@ -50,7 +50,7 @@ from bulksync.source.mapping_spec import MappingSpec
 from bulksync.source.read import open_source
 from bulksync.state import open_state
 from bulksync.state.lock import run_lock
-from bulksync.state.store import StateStore, hashes_after, utc_now
+from bulksync.state.store import StateStore, utc_now
 
 if TYPE_CHECKING:
     from bulksync.loops.connection import Connection
@@ -129,21 +129,12 @@ def load_contacts(
     The account's properties and lists come from the state's remembered copy; Loops is asked
     again only when the source names something that copy does not know.
     """
-    account = remembered(state)
-    header = _mapped(stream.header, spec, account)
+    remembered_account = remembered(state)
+    header = _mapped(stream.header, spec, remembered_account)
     names = field_names(header)
     require_identity(header, names, key)  # a file that cannot work fails before any request
-    list_refs = spec.list_refs() if spec else []
-    if loops is not None and _needs_account(account, names, list_refs):
-        account = fetch_account(loops)
-        remember(state, account)
+    account = account_for(state, loops, names, spec.list_refs() if spec else [])
     return scan(stream, key, index, lambda batch: _mapped(batch, spec, account), recheck), account
-
-
-def _needs_account(account: Account | None, fields: list[str], list_refs: list[str]) -> bool:
-    if not custom_fields(fields) and not list_refs:
-        return False  # nothing to type, nothing to check
-    return account is None or not account.knows(fields, list_refs)
 
 
 def _sync(run: Run, scanned: Scanned, index: StateIndex, account: Account | None) -> SyncResult:
@@ -162,9 +153,8 @@ def _sync(run: Run, scanned: Scanned, index: StateIndex, account: Account | None
         check_clear_limit(count_clears(classified.changed, state), index.height, config.max_clear)
     classified, skipped = for_mode(classified, config.mode)
     # After every check that can refuse the run: creating a property is the run's first write.
-    needed = {name: scanned.types.get(name, "string") for name in classified.filled(scanned.fields)}
-    notes = ensure_properties(needed, account, run.loops, state, create=config.create_properties,
-                              where=f"{config.source}:{scanned.header_line}")
+    notes = ensure_properties(classified.filled(scanned.fields), scanned.types, account, run.loops, state,
+                              create=config.create_properties, where=f"{config.source}:{scanned.header_line}")
     summary.rejected, summary.unchanged = rejects.height, classified.unchanged
     summary.skipped = unprocessed.height + sum(rows.height for _, rows, _ in skipped)
     with run_outputs(config, summary, run.runtime.clock, run.started) as report:
@@ -219,12 +209,8 @@ def apply_plan(plan_path: Path, config: SyncConfig, runtime: Runtime | None = No
         state.check_key(header.key)
         check_plan_is_current(header.generation, actions, state)
         filled = sorted({name for action in actions for name, value in action.send.items() if value is not None})
-        account = remembered(state)
-        if _needs_account(account, filled, []):
-            account = fetch_account(loops)
-            remember(state, account)
-        needed = {name: header.types.get(name, "string") for name in filled}
-        notes = ensure_properties(needed, account, loops, state, create=config.create_properties,
+        account = account_for(state, loops, filled, [])
+        notes = ensure_properties(filled, header.types, account, loops, state, create=config.create_properties,
                                   where=f"{plan_path}:1")
         summary = Summary(rejected=header.rejected, unchanged=header.unchanged)
         run = Run(config, runtime, state, loops, started, summary)

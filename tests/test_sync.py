@@ -6,6 +6,7 @@ limit is enforced, yet nothing sleeps.
 
 from __future__ import annotations
 
+import io
 import threading
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from typing import Any
 import pytest
 
 import bulksync
+from bulksync.cli import build_parser
+from bulksync.cli import sync_config as cli_config
 from bulksync.config import Runtime, sync_config
 from bulksync.emulator import Faults, LoopsEmulator
 from bulksync.errors import ConfigError, DeleteGuardError, ExitStatus
@@ -174,6 +177,30 @@ def test_bulksync_sync_takes_the_sync_commands_options(
     assert len(state_fields(workdir)) == VALID
 
 
+@pytest.mark.parametrize(
+    ("argv", "options"),
+    [
+        (["sync", "users.csv"], {}),
+        (["sync", "users.csv", "--state", "s.db", "--delete-missing", "--max-delete", "5%", "--max-clear", "20",
+          "--preset", "mailchimp", "--delimiter", "tab", "--rate-limit", "5", "--concurrency", "2", "--timeout",
+          "10", "--key", "userId", "--mode", "upsert", "--report", "r.csv", "--summary-json", "s.json"],
+         {"state": "s.db", "delete_missing": True, "max_delete": "5%", "max_clear": 20, "preset": "mailchimp",
+          "delimiter": "tab", "rate_limit": 5, "concurrency": 2, "timeout": 10, "key": "userId", "mode": "upsert",
+          "report": "r.csv", "summary_json": "s.json"}),
+        (["sync", "users.csv", "--dry-run", "--plan", "p.jsonl", "--limit", "3", "--create-via", "create"],
+         {"dry_run": True, "plan": "p.jsonl", "limit": 3, "create_via": "create"}),
+    ],
+)
+def test_the_cli_and_bulksync_sync_make_the_same_config(argv: list[str], options: dict[str, Any]) -> None:
+    args = build_parser().parse_args(argv)
+    from_flags = cli_config(args, {"LOOPS_API_KEY": "k"}, io.StringIO())
+
+    from_python = sync_config(argv[1], options.pop("state", "bulksync.state.db"), environ={"LOOPS_API_KEY": "k"},
+                              **options)
+
+    assert from_flags == from_python
+
+
 def test_bulksync_sync_options_become_the_same_config_as_the_cli_flags() -> None:
     made = sync_config("users.csv", "s.db", api_key="k", environ={}, delete_missing=True, preset="mailchimp",
                        max_delete="5%", mode="upsert", rate_limit=5, concurrency=2, timeout=10, key="userId")
@@ -191,7 +218,13 @@ def test_bulksync_sync_options_become_the_same_config_as_the_cli_flags() -> None
         ({"delete_mising": True}, "unknown option 'delete_mising' (did you mean delete_missing?)"),
         ({"mode": "both"}, "option mode='both': expected one of upsert, create-only, update-only"),
         ({"max_delete": "lots"}, "option max_delete='lots'"),
-        ({"concurrency": 0}, "option concurrency=0: out of range"),
+        ({"concurrency": 0}, "option concurrency=0: must be a whole number, 1 or more, got 0"),
+        ({"concurrency": 2.9}, "option concurrency=2.9: must be a whole number, 1 or more, got 2.9"),
+        ({"limit": True}, "option limit=True: expected a number, got True"),
+        ({"timeout": float("inf")}, "option timeout=inf: must be a finite number above 0, got inf"),
+        ({"rate_limit": float("nan")}, "option rate_limit=nan: must be a finite number above 0, got nan"),
+        ({"delimiter": ";;"}, "option delimiter=';;': expected one character such as ';' or 'tab', got ';;'"),
+        ({"dry_run": "no"}, "option dry_run='no': expected True or False"),
         ({"delete_missing": "yes"}, "option delete_missing='yes': expected True or False"),
         ({"delete_missing": True, "limit": 5}, "--limit is for trial runs and cannot be combined"),
     ],

@@ -47,6 +47,19 @@ def custom_fields(fields: Iterable[str]) -> list[str]:
     ]
 
 
+def account_for(
+    state: StateStore, loops: AccountReader | None, fields: list[str], list_refs: list[str]
+) -> Account | None:
+    """The account as far as a run needs it: the state's remembered copy, fetched again (and
+    remembered) only when ``fields`` or ``list_refs`` name something that copy does not know."""
+    account = remembered(state)
+    needed = bool(custom_fields(fields) or list_refs)  # otherwise nothing to type, nothing to check
+    if loops is not None and needed and (account is None or not account.knows(fields, list_refs)):
+        account = fetch_account(loops)
+        remember(state, account)
+    return account
+
+
 def fetch_account(client: AccountReader) -> Account:
     return Account(property_types(client.properties()), lists_by_name(client.lists()))
 

@@ -14,7 +14,8 @@ if TYPE_CHECKING:  # a dry run plans without loading httpx
 
 
 def ensure_properties(
-    needed: dict[str, str],
+    filled: list[str],
+    types: dict[str, str],
     account: Account | None,
     loops: Connection | None,
     state: StateStore,
@@ -22,10 +23,12 @@ def ensure_properties(
     create: bool,
     where: str,
 ) -> list[str]:
-    """Check (or, with ``create``, make) the custom properties among ``needed`` (name -> type).
+    """Check (or, with ``create``, make) the custom properties among the ``filled`` fields, of
+    ``types`` (a string unless said otherwise).
 
     Returns notes for the summary; a dry run (a read-only state) creates nothing and only notes.
     """
+    needed = {name: types.get(name, "string") for name in filled}
     if account is None:
         if not custom_fields(needed):
             return []

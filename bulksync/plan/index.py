@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import polars as pl
@@ -65,3 +65,15 @@ def kept_positions(index: StateIndex, keys: Iterable[str]) -> pl.Series:
     """The index positions of ``keys`` (for rejected rows: still in the source, so never missing)."""
     frame = pl.DataFrame({KEY: list(keys) if not isinstance(keys, pl.Series) else keys}, schema={KEY: pl.String})
     return index.positions(frame.with_columns(key_hash().alias(KEY_HASH)))
+
+
+def hashes_after(known: pl.DataFrame, changes: Mapping[str, int | None]) -> pl.DataFrame:
+    """``known`` with ``changes`` applied: a key's new hash, or ``None`` for a key forgotten."""
+    if not changes:
+        return known
+    kept = known.filter(~pl.col(KEY).is_in(pl.Series(list(changes), dtype=pl.String).implode()))
+    saved = {key: row_hash for key, row_hash in changes.items() if row_hash is not None}
+    added = pl.DataFrame(
+        {KEY: list(saved), STATE_HASH: list(saved.values())}, schema={KEY: pl.String, STATE_HASH: pl.Int64}
+    )
+    return pl.concat([kept.select(KEY, STATE_HASH), added])

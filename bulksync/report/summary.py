@@ -6,10 +6,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bulksync.plan.actions import Action
-
 if TYPE_CHECKING:
     from bulksync.loops.push import Outcome
+    from bulksync.plan.actions import Action
 
 SUMMARY_KEYS = ("created", "updated", "deleted", "unchanged", "rejected", "failed", "requests", "dry_run", "duration_s")
 

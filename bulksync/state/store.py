@@ -15,7 +15,6 @@ from typing import Self
 
 import polars as pl
 
-from bulksync.columns import KEY, STATE_HASH
 from bulksync.errors import StateError
 
 Fields = dict[str, str]
@@ -101,15 +100,3 @@ class StateStore(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def hashes_after(known: pl.DataFrame, changes: Mapping[str, int | None]) -> pl.DataFrame:
-    """``known`` with ``changes`` applied: a key's new hash, or ``None`` for a key forgotten."""
-    if not changes:
-        return known
-    kept = known.filter(~pl.col(KEY).is_in(pl.Series(list(changes), dtype=pl.String).implode()))
-    saved = {key: row_hash for key, row_hash in changes.items() if row_hash is not None}
-    added = pl.DataFrame(
-        {KEY: list(saved), STATE_HASH: list(saved.values())}, schema={KEY: pl.String, STATE_HASH: pl.Int64}
-    )
-    return pl.concat([kept.select(KEY, STATE_HASH), added])

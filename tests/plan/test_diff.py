@@ -23,6 +23,7 @@ from bulksync.plan.actions import (
     plan_updates,
 )
 from bulksync.plan.diff import classify
+from bulksync.plan.index import hashes_after
 
 EMAIL = PlanOptions()
 BY_USER_ID = PlanOptions(key="userId")
@@ -375,3 +376,11 @@ def test_a_source_key_sharing_a_state_keys_hash_is_still_new(monkeypatch: pytest
     assert result.new[KEY].to_list() == ["cc@x.io"]
     assert result.changed[KEY].to_list() == ["bb@x.io"]
     assert (result.unchanged, result.missing) == (1, ["dddd@x.io"])
+
+
+def test_hashes_after_applies_saves_and_forgets() -> None:
+    known = pl.DataFrame({"__key": ["a", "b", "c"], STATE_HASH: [1, 2, 3]})
+
+    after = hashes_after(known, {"b": 20, "c": None, "d": 4})
+
+    assert sorted(after.rows()) == [("a", 1), ("b", 20), ("d", 4)]

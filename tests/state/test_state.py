@@ -16,7 +16,7 @@ from bulksync.columns import STATE_HASH
 from bulksync.errors import StateError
 from bulksync.state import open_state
 from bulksync.state.sqlite import SCHEMA_VERSION
-from bulksync.state.store import StateStore, hashes_after
+from bulksync.state.store import StateStore
 
 KEY_COLUMN = "__key"
 RECOVER_HINT = "restore it from a backup or pass another --state (a new file re-sends every contact once, safely)"
@@ -402,11 +402,3 @@ def test_damaged_snapshot_falls_back_to_the_database(path: Path, store: StateSto
     path.with_name(f"state.db.hashes-{store.generation()}.arrow").write_bytes(b"not arrow")
 
     assert store.hashes()[STATE_HASH].to_list() == [1]
-
-
-def test_hashes_after_applies_saves_and_forgets() -> None:
-    known = pl.DataFrame({"__key": ["a", "b", "c"], STATE_HASH: [1, 2, 3]})
-
-    after = hashes_after(known, {"b": 20, "c": None, "d": 4})
-
-    assert sorted(after.rows()) == [("a", 1), ("b", 20), ("d", 4)]
