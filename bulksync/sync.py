@@ -20,7 +20,7 @@ from bulksync import logs
 from bulksync.columns import HASH, KEY, ROW, STATE_HASH, STATE_ROW
 from bulksync.config import HttpConfig, KeyField, Runtime, SyncConfig, check_base_url
 from bulksync.errors import ConfigError
-from bulksync.files import refuse_clashes
+from bulksync.files import refuse_clashes, unwritable
 from bulksync.loops.account import Account, account_for, remembered
 from bulksync.loops.properties import ensure_properties
 from bulksync.loops.push import Outcome, push_all
@@ -78,6 +78,8 @@ def run_sync(config: SyncConfig, runtime: Runtime | None = None) -> SyncResult:
     runtime = runtime or Runtime()
     started = runtime.clock()
     refuse_clashes(config.inputs(), config.outputs())
+    if config.report_dir is not None and (problem := unwritable(config.report_dir, directory=True)):
+        raise ConfigError(f"--report-dir {config.report_dir}: {problem}; nothing was read or sent")
     if not config.dry_run:
         check_credentials(config.http)
     spec = mapping_spec(config.mapping_path, config.preset)

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import csv
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ from bulksync.config import Runtime
 from bulksync.emulator import LoopsEmulator
 from bulksync.errors import ClearGuardError, ConfigError, ExitStatus
 from bulksync.sync import run_sync
-from tests.helpers import API_KEY, SAMPLE_DATA, report_rows, run_config, state_fields, writes
+from tests.helpers import API_KEY, IN_PROCESS_URL, ROOT, SAMPLE_DATA, report_rows, run_config, state_fields, writes
 
 HEADER = "email,firstName,subscribed\n"
 # 64 + 1 + 185 = 250 characters: a legal address (up to 254), longer than the 200 a report shows.
@@ -188,3 +191,83 @@ def test_a_few_cleared_cells_need_no_flag(workdir: Path, team: LoopsEmulator, ru
     result = run_sync(run_config("few.csv"), runtime)
 
     assert result.summary.updated == 3
+
+
+# -- odd paths get one line and exit 2, never an internal error ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "flags", "message"),
+    [
+        (lambda d: (d / "adir").mkdir(), ["--dry-run", "--report", "adir"],
+         "--report adir: it is a directory; give a file's path; nothing was read or sent"),
+        (lambda d: (d / "rd").symlink_to(d / "nowhere" / "x"), ["--dry-run", "--report-dir", "rd"],
+         "--report-dir rd: rd is a symbolic link to nothing ("),
+        (lambda d: None, ["--dry-run", "--report-dir", "contacts.csv"],
+         "--report-dir contacts.csv: it is a file, not a directory; nothing was read or sent"),
+        (lambda d: (d / "state.db.lock").mkdir(), [],
+         "cannot take the run lock state.db.lock: it is a directory; give a file's path."),
+        (lambda d: os.mkfifo(d / "state.db.lock"), [],
+         "the run lock state.db.lock is not a regular file; remove it (bulksync makes a new one)"),
+        (lambda d: (d / "state.db.lock").symlink_to(d / "gone" / "lock"), [],
+         "cannot take the run lock state.db.lock: state.db.lock is a symbolic link to nothing ("),
+        (lambda d: (d / "logs").write_text("a file"), ["--dry-run", "--log-file", "logs/run.log"],
+         "cannot write logs/run.log: a part of the path (logs) is a file, not a directory"),
+    ],
+)
+def test_an_odd_path_is_one_clear_line(
+    cli: Any, emulator: LoopsEmulator, workdir: Path, make: Any, flags: list[str], message: str
+) -> None:
+    make(workdir)
+
+    result = cli("sync", "contacts.csv", "--state", "state.db", *flags, report=False)
+
+    assert result.status == 2, result.err
+    assert result.err.startswith(f"bulksync: error: {message}") and result.err.count("\n") == 1
+    assert emulator.stats()["requests"] == 0
+
+
+def test_a_state_with_odd_characters_in_its_name_is_that_file(cli: Any, workdir: Path) -> None:
+    name = "we?ird#name%20.db"
+
+    assert cli("sync", "contacts.csv", "--state", name).status == 0
+
+    assert sorted(p.name for p in workdir.glob("we*")) == [name, *sorted(p.name for p in workdir.glob(f"{name}.*"))]
+    assert not (workdir / "we").exists()
+
+
+READ_ONLY = """
+set -e
+mount -t tmpfs bulksync-test "$RO"
+cp "$WORK"/state.db* "$WORK"/contacts_changed.csv "$RO"/
+mount -o remount,ro "$RO"
+cd "$RO"
+{python} -m bulksync state show --state state.db > "$WORK/show.out" 2>&1 || echo "show: $?" >> "$WORK/show.out"
+{python} -m bulksync sync contacts_changed.csv --state state.db --dry-run --report "$WORK/r.csv" \\
+  > "$WORK/dry.out" 2>&1 || echo "dry: $?" >> "$WORK/dry.out"
+{python} -m bulksync sync contacts_changed.csv --state state.db --report "$WORK/r2.csv" \\
+  > "$WORK/real.out" 2>&1 || echo "real: $?" >> "$WORK/real.out"
+"""
+
+
+def test_a_good_state_on_a_read_only_file_system_is_read_not_called_damaged(cli: Any, workdir: Path) -> None:
+    """Through a real read-only mount (a tmpfs in a mount namespace of its own: the suite runs as root)."""
+    assert cli("sync", "contacts.csv", "--state", "state.db").status == 0
+    mount = workdir / "ro"
+    mount.mkdir()
+    script = READ_ONLY.format(python=sys.executable)
+    env = {**os.environ, "RO": str(mount), "WORK": str(workdir), "PYTHONPATH": str(ROOT), "LOOPS_API_KEY": API_KEY,
+           "LOOPS_BASE_URL": IN_PROCESS_URL}
+
+    done = subprocess.run(["unshare", "--mount", "sh", "-c", script], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+    assert done.returncode == 0, f"could not make a read-only mount to test with: {done.stderr}"
+    show = (workdir / "show.out").read_text()
+    assert "contacts           47" in show and "show:" not in show
+    dry = (workdir / "dry.out").read_text()
+    assert "Dry run: nothing was sent" in dry and re.search(r"would be updated +5\n", dry) and "dry:" not in dry
+    assert (workdir / "real.out").read_text() == (
+        "bulksync: error: cannot take the run lock state.db.lock: the file system is read-only. A run writes the "
+        "state: put --state on a writable disk (a dry run and 'bulksync state show' work read-only)\nreal: 2\n"
+    )

@@ -12,12 +12,13 @@ import json
 import logging
 import os
 import socket
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from bulksync.errors import StateError
-from bulksync.files import open_private_fd
+from bulksync.files import FileProblem, open_private_fd
 from bulksync.state.store import utc_now
 
 log = logging.getLogger("bulksync")
@@ -31,7 +32,16 @@ def lock_path(state_path: Path) -> Path:
 def run_lock(state_path: Path) -> Iterator[None]:
     """Hold the state file's lock for the block, or raise StateError naming the run that holds it."""
     path = lock_path(state_path)
-    fd = open_private_fd(path, os.O_RDWR)
+    try:
+        fd = open_private_fd(path, os.O_RDWR | os.O_NONBLOCK)  # a FIFO in its place must not hang the open
+    except FileProblem as problem:
+        raise StateError(
+            f"cannot take the run lock {path}: {problem.reason}. A run writes the state: put --state on a "
+            "writable disk (a dry run and 'bulksync state show' work read-only)"
+        ) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise StateError(f"the run lock {path} is not a regular file; remove it (bulksync makes a new one)")
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -11,17 +11,19 @@ from __future__ import annotations
 import io
 import json
 import os
+import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import polars as pl
 
 from bulksync.columns import KEY, STATE_HASH
-from bulksync.errors import StateError
-from bulksync.files import create_private, open_private_fd
+from bulksync.errors import StateError, printable
+from bulksync.files import FileProblem, create_private, open_private_fd
 from bulksync.state.store import Fields, Record, StateStore, utc_now
 
 SCHEMA_VERSION = "2"  # 2 added contacts.held_back
@@ -57,17 +59,32 @@ class SQLiteStateStore(StateStore):
             return cls(path, db, readonly=True)
         is_new = not path.exists()
         if is_new:
-            create_private(path)
+            try:
+                create_private(path)
+            except FileProblem as problem:
+                raise StateError(f"cannot create the state file {path}: {problem.reason}") from None
         try:
-            uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
-            db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-            store = cls(path, db, readonly)
-            store._prepare(is_new)
+            return cls._connect(path, readonly, is_new, immutable=False)
         except sqlite3.DatabaseError as exc:
+            if readonly and not os.access(path.parent, os.W_OK):
+                # A read-only directory or file system: SQLite cannot make the WAL's shared-memory file
+                # even to read. Nobody can write there either, so reading it as immutable is safe.
+                try:
+                    return cls._connect(path, readonly, is_new, immutable=True)
+                except sqlite3.DatabaseError:
+                    pass
             raise StateError(
                 f"{path}: not a readable bulksync state file ({exc}); restore it from a backup or "
                 "pass another --state (a new file re-sends every contact once, safely)"
             ) from None
+
+    @classmethod
+    def _connect(cls, path: Path, readonly: bool, is_new: bool, *, immutable: bool) -> SQLiteStateStore:
+        name = quote(str(path))  # a '?', '#' or '%' in the name is the file's, not the URI's
+        uri = f"file:{name}?mode=ro" + ("&immutable=1" if immutable else "") if readonly else f"file:{name}"
+        db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        store = cls(path, db, readonly)
+        store._prepare(is_new)
         return store
 
     def _prepare(self, is_new: bool) -> None:
@@ -122,10 +139,12 @@ class SQLiteStateStore(StateStore):
         From the snapshot of this generation when there is one (a few milliseconds), else from
         SQLite (about a second per million contacts).
         """
-        snapshot = self._snapshot_path(self.generation())
-        if snapshot.exists():
+        snapshot = self._snapshot_path()
+        if snapshot.is_file():  # a FIFO or a folder in its place would hang or fail the read
             try:
-                return pl.read_ipc(snapshot)
+                frame = pl.read_ipc(snapshot)
+                if frame.schema.get(KEY) == pl.String and frame.schema.get(STATE_HASH) == pl.Int64:
+                    return frame
             except (OSError, pl.exceptions.PolarsError):
                 pass  # a damaged snapshot is only a cache: read the database
         return self._hashes_from_db()
@@ -135,7 +154,7 @@ class SQLiteStateStore(StateStore):
         next run's plan; any other columns (such as an index's key hashes) are kept too."""
         if self.readonly:
             return
-        target = self._snapshot_path(self.generation())
+        target = self._snapshot_path()
         for old in self.path.parent.glob(f"{self.path.name}.hashes-*"):
             old.unlink(missing_ok=True)
         temporary = target.with_name(target.name + ".tmp")
@@ -143,8 +162,11 @@ class SQLiteStateStore(StateStore):
             hashes.write_ipc(fh)
         os.replace(temporary, target)  # atomic: a reader sees the whole snapshot or none
 
-    def _snapshot_path(self, generation: int) -> Path:
-        return self.path.with_name(f"{self.path.name}.hashes-{generation}.arrow")
+    def _snapshot_path(self) -> Path:
+        """The snapshot of the state as it is now: named by its generation and by the random revision
+        of its last write, so a restored or copied state never pairs with another history's snapshot."""
+        revision = self.meta("revision") or "0"
+        return self.path.with_name(f"{self.path.name}.hashes-{self.generation()}-{revision}.arrow")
 
     def _hashes_from_db(self) -> pl.DataFrame:
         """One SQL round trip, parsed by polars (per-row Python objects would take three times longer)."""
@@ -168,8 +190,21 @@ class SQLiteStateStore(StateStore):
                 marks = ",".join("?" * len(batch))
                 query = f"SELECT key, fields FROM contacts WHERE key IN ({marks})"
                 for key, fields in self._db.execute(query, batch):
-                    found[key] = _load(fields)
+                    found[key] = self._load(key, fields)
         return found
+
+    def _load(self, key: str, text: str) -> Fields:
+        """Stored fields; a null member (as polars writes absent values) means the field is not set."""
+        try:
+            fields = json.loads(text)
+        except ValueError:
+            fields = None
+        if not isinstance(fields, dict) or not all(isinstance(v, str | None) for v in fields.values()):
+            raise StateError(
+                f"{self.path}: the state file is damaged (the fields of {printable(key[:80])} are not a JSON "
+                "object of text values); restore it from a backup or pass another --state"
+            )
+        return {name: value for name, value in fields.items() if value is not None}
 
     @contextmanager
     def _reading(self) -> Iterator[None]:
@@ -184,7 +219,7 @@ class SQLiteStateStore(StateStore):
 
     def contacts(self) -> Iterator[tuple[str, Fields]]:
         for key, fields in self._db.execute("SELECT key, fields FROM contacts ORDER BY key"):
-            yield key, _load(fields)
+            yield key, self._load(key, fields)
 
     # -- writing ---------------------------------------------------------------------------------
     @contextmanager
@@ -240,15 +275,13 @@ class SQLiteStateStore(StateStore):
             "INSERT INTO meta(name, value) VALUES ('generation', '1') "
             "ON CONFLICT(name) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
         )
+        self._set_meta("revision", secrets.token_hex(8))
 
 
 def _dump(fields: Mapping[str, Any]) -> str:
     return json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-def _load(text: str) -> Fields:
-    """Stored fields; a null member (as polars writes absent values) means the field is not set."""
-    return {name: value for name, value in json.loads(text).items() if value is not None}
 
 
 def _batches(keys: list[str]) -> Iterator[list[str]]:

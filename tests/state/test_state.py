@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import shutil
 import sqlite3
 import stat
 from collections.abc import Callable, Iterator
@@ -12,7 +14,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from bulksync.columns import STATE_HASH
+from bulksync.columns import KEY, STATE_HASH
 from bulksync.errors import StateError
 from bulksync.state import open_state
 from bulksync.state.sqlite import SCHEMA_VERSION
@@ -387,9 +389,9 @@ def test_snapshot_is_used_for_its_generation_only(path: Path, store: StateStore)
     store.save([("a@x.io", 1, {"email": "a@x.io"}, False), ("b@x.io", 2, {"email": "b@x.io"}, False)])
     from_db = store.hashes()
     store.save_snapshot(from_db.with_columns(pl.lit(99, dtype=pl.Int64).alias(STATE_HASH)))  # tell them apart
-    snapshot = path.with_name(f"state.db.hashes-{store.generation()}.arrow")
+    [snapshot] = path.parent.glob("state.db.hashes-*")
 
-    assert snapshot.exists() and mode(snapshot) == 0o600
+    assert snapshot.name.startswith(f"state.db.hashes-{store.generation()}-") and mode(snapshot) == 0o600
     assert store.hashes()[STATE_HASH].to_list() == [99, 99]  # this generation: read from the snapshot
 
     store.save([("c@x.io", 3, {"email": "c@x.io"}, False)])  # the state moves on
@@ -399,6 +401,47 @@ def test_snapshot_is_used_for_its_generation_only(path: Path, store: StateStore)
 def test_damaged_snapshot_falls_back_to_the_database(path: Path, store: StateStore) -> None:
     store.save([("a@x.io", 1, {"email": "a@x.io"}, False)])
     store.save_snapshot(store.hashes())
-    path.with_name(f"state.db.hashes-{store.generation()}.arrow").write_bytes(b"not arrow")
+    [snapshot] = path.parent.glob("state.db.hashes-*")
+    snapshot.write_bytes(b"not arrow")
 
     assert store.hashes()[STATE_HASH].to_list() == [1]
+
+
+def test_a_copied_state_never_pairs_with_another_historys_snapshot(path: Path, store: StateStore) -> None:
+    store.save([("a@x.io", 1, {"email": "a@x.io"}, False)])
+    with sqlite3.connect(path) as source, sqlite3.connect(path.with_name("fork.db")) as copy:
+        source.backup(copy)  # the same generation, two histories from here
+    store.save([("b@x.io", 2, {"email": "b@x.io"}, False)])
+    with open_state(path.with_name("fork.db")) as fork:
+        fork.save([("c@x.io", 3, {"email": "c@x.io"}, False)])
+        fork.save_snapshot(fork.hashes())
+        assert fork.generation() == store.generation()
+    [forked] = path.parent.glob("fork.db.hashes-*")
+    shutil.copy(forked, path.with_name(forked.name.replace("fork.db", "state.db")))  # the fork's, by name
+
+    assert sorted(store.hashes()[KEY].to_list()) == ["a@x.io", "b@x.io"]  # read from the database
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "other columns"])
+def test_a_snapshot_that_is_not_one_is_ignored(path: Path, store: StateStore, kind: str) -> None:
+    store.save([("a@x.io", 1, {"email": "a@x.io"}, False)])
+    store.save_snapshot(store.hashes())
+    [snapshot] = path.parent.glob("state.db.hashes-*")
+    snapshot.unlink()
+    if kind == "fifo":
+        os.mkfifo(snapshot)  # reading it would wait for a writer forever
+    elif kind == "directory":
+        snapshot.mkdir()
+    else:
+        pl.DataFrame({"a": [1], "b": ["x"]}).write_ipc(snapshot)
+
+    assert store.hashes()[STATE_HASH].to_list() == [1]
+
+
+def test_fields_that_are_not_an_object_are_a_damaged_state(path: Path, store: StateStore) -> None:
+    store.save([("a@x.io", 1, {"email": "a@x.io"}, False)])
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE contacts SET fields = '[1, 2]'")
+
+    with pytest.raises(StateError, match=r"the fields of a@x.io are not a JSON object of text values"):
+        store.fields_for(["a@x.io"])
