@@ -176,7 +176,8 @@ def _sync(run: Run, scanned: Scanned, index: StateIndex, account: Account | None
                 report.skipped(row, key, action_name, reason)
         for row, key in zip(unprocessed[ROW], scanned.keys(unprocessed), strict=True):
             report.skipped(row, key, "none", f"not processed (--limit {config.limit})")
-        options = PlanOptions(config.key, config.keep_empty, config.resubscribe)
+        create_via = "create" if config.mode == "create-only" else config.create_via  # as the pusher does
+        options = PlanOptions(config.key, config.keep_empty, config.resubscribe, create_via)
         actions = iter_actions(classified, state, options, delete_details=config.plan_path is not None)
         if config.dry_run:
             plan = _plan_writer(run, scanned, classified)

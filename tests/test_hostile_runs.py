@@ -6,8 +6,10 @@ The library runs in-process on the emulator's transport and a fake clock; a few 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -271,3 +273,28 @@ def test_a_good_state_on_a_read_only_file_system_is_read_not_called_damaged(cli:
         "bulksync: error: cannot take the run lock state.db.lock: the file system is read-only. A run writes the "
         "state: put --state on a writable disk (a dry run and 'bulksync state show' work read-only)\nreal: 2\n"
     )
+
+
+def test_an_email_with_invisible_characters_is_rejected_not_a_second_contact(
+    workdir: Path, team: LoopsEmulator, runtime: Runtime
+) -> None:
+    shutil.copy(SAMPLE_DATA / "hostile" / "invisible_email_chars.csv", workdir / "invisible.csv")
+
+    result = run_sync(run_config("invisible.csv"), runtime)
+
+    assert (result.summary.created, result.summary.rejected) == (1, 2)
+    assert [c["email"] for c in team.contacts()] == ["ada@example.com"]
+    reasons = [row["error"] for row in report_rows(workdir) if row["action"] == "reject"]
+    assert len(reasons) == 2 and all(reason.startswith("invalid email syntax: ") for reason in reasons)
+
+
+def test_the_dry_run_shows_what_a_create_sends(cli: Any, workdir: Path) -> None:
+    (workdir / "one.csv").write_text("email,firstName,subscribed\nada@example.com,Ada,true\n")
+
+    preview = cli("sync", "one.csv", "--dry-run", "--plan", "one.plan")
+
+    assert '      email="ada@example.com", firstName="Ada"\n' in preview.out  # subscribed=true is not sent
+    assert "subscribed" not in preview.report()[0]["changes"]
+    plan_line = json.loads((workdir / "one.plan").read_text().splitlines()[1])
+    assert plan_line["request"]["body"] == {"email": "ada@example.com", "firstName": "Ada"}
+    assert plan_line["send"] == {"email": "ada@example.com", "firstName": "Ada"} and plan_line["withheld"] is True

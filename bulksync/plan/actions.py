@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from bulksync.columns import HASH, KEY, ROW
-from bulksync.config import KeyField
+from bulksync.config import CreateVia, KeyField
 from bulksync.fields import is_list_field
 from bulksync.state.store import Fields, StateStore
 
@@ -29,6 +29,7 @@ class PlanOptions:
     key: KeyField = "email"
     keep_empty: bool = False
     resubscribe: bool = False
+    create_via: CreateVia = "update"  # how a contact new to the state is written (see plan_create)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +78,15 @@ def identity_fields(key_field: KeyField) -> tuple[str, ...]:
 
 
 def plan_create(row: Mapping[str, Any], options: PlanOptions) -> Action:
+    """Every field the row gives. Written through Loops' upsert (the default), which may meet a
+    contact that exists, ``subscribed: true`` is withheld: the plan shows what is really sent."""
     send: dict[str, str | None] = {
         name: value for name, value in row.items() if value is not None and not name.startswith("__")
     }
-    return Action("create", row[KEY], row[ROW], row[HASH], {}, send, identity_fields(options.key))
+    withheld = options.create_via == "update" and send.get("subscribed") == "true"
+    if withheld:
+        del send["subscribed"]
+    return Action("create", row[KEY], row[ROW], row[HASH], {}, send, identity_fields(options.key), withheld)
 
 
 def plan_update(row: Mapping[str, Any], before: Fields, options: PlanOptions) -> Action:

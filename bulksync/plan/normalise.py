@@ -33,7 +33,9 @@ LISTS_INVALID = "__lists_invalid"
 _NO_REJECTS = pl.DataFrame(schema={ROW: pl.UInt32, KEY: pl.String, REASON: pl.String})
 
 # Deliberately simple: Loops is the judge of deliverability; this only stops what it would refuse.
-EMAIL_PATTERN = r"^[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f.]{2,}$"
+# No spaces, control characters or invisible format characters (zero-width spaces, bidi marks):
+# "a\u200b@x.io" would look like a@x.io and become a second contact.
+EMAIL_PATTERN = r"^[^@\s\x00-\x1f\p{Cf}]+@[^@\s\x00-\x1f\p{Cf}]+\.[^@\s\x00-\x1f.\p{Cf}]{2,}$"
 CONTROL_CHARS = r"[\x00-\x1f\x7f]"
 
 

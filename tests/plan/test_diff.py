@@ -110,17 +110,25 @@ def test_a_source_with_no_valid_rows_never_deletes() -> None:
 
 
 def test_plan_create_sends_every_non_empty_field() -> None:
-    action = plan_create(row(firstName="Ada", lastName=None, subscribed="true"), EMAIL)
+    action = plan_create(row(firstName="Ada", lastName=None, subscribed="false"), EMAIL)
 
     assert action == Action(
-        "create", "ada@example.com", 7, 42, {}, {"email": "ada@example.com", "firstName": "Ada", "subscribed": "true"},
+        "create", "ada@example.com", 7, 42, {}, {"email": "ada@example.com", "firstName": "Ada", "subscribed": "false"},
         ("email",),
     )
     assert action.changes == [
         Change("email", None, "ada@example.com"),
         Change("firstName", None, "Ada"),
-        Change("subscribed", None, "true"),
+        Change("subscribed", None, "false"),
     ]
+
+
+def test_a_create_through_the_upsert_shows_subscribed_true_withheld_as_it_is_sent() -> None:
+    upsert = plan_create(row(firstName="Ada", subscribed="true"), EMAIL)
+    create = plan_create(row(firstName="Ada", subscribed="true"), PlanOptions(create_via="create"))
+
+    assert (upsert.send, upsert.withheld) == ({"email": "ada@example.com", "firstName": "Ada"}, True)
+    assert (create.send["subscribed"], create.withheld) == ("true", False)
 
 
 # -- plan_update -----------------------------------------------------------------------------------
@@ -206,11 +214,11 @@ def test_withheld_marks_only_an_update_that_left_out_subscribed_true() -> None:
     assert plan_update(row(subscribed="false", plan="x"), unsubscribed, EMAIL).withheld is False
     subscribed = {"email": "ada@example.com", "subscribed": "true"}
     assert plan_update(row(subscribed="true"), subscribed, EMAIL).withheld is False
-    assert plan_create(row(subscribed="true"), EMAIL).withheld is False
+    assert plan_create(row(subscribed="true"), PlanOptions(create_via="create")).withheld is False
 
 
 def test_held_back_after_the_fact() -> None:
-    created = plan_create(row(subscribed="true"), EMAIL)
+    created = plan_create(row(subscribed="true"), PlanOptions(create_via="create"))
     refreshed = plan_update(row(subscribed="true"), {"email": "ada@example.com", "subscribed": "false"}, EMAIL)
     plain = plan_create(row(plan="pro"), EMAIL)
 
