@@ -39,6 +39,7 @@ from bulksync.report.text import render_preview, render_summary
 from bulksync.source.mapping_file import PRESETS, mapping_spec
 from bulksync.source.read import read_source
 from bulksync.state import open_state
+from bulksync.state.lock import run_lock
 from bulksync.sync import SyncResult, apply_plan, check_credentials, record_baseline, run_sync
 
 log = logging.getLogger("bulksync")
@@ -181,6 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
     show = state_commands.add_parser("show", parents=[logging_flags], help="counts, key, last run and its outcome")
     _add_state_argument(show)
     show.set_defaults(run=_run_show)
+    drop = state_commands.add_parser(
+        "drop-tombstone", parents=[logging_flags],
+        help="forget that KEY was deleted unsubscribed: if it comes back it is created as any new contact",
+    )
+    drop.add_argument("tombstone_key", metavar="KEY", help="the email (or userId) of the deleted contact")
+    _add_state_argument(drop)
+    drop.set_defaults(run=_run_drop_tombstone)
 
     check = add_command("check", help="preflight: would a sync of SOURCE run clean? (sends no write)")
     _add_source_arguments(check)
@@ -334,8 +342,20 @@ def _run_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             ("last run finished", state.meta("last_run_finished") or "never"),
             ("last run outcome", state.meta("last_run_outcome") or "none"),
             ("last baseline", state.meta("last_baseline") or "never"),
+            ("tombstones", f"{state.tombstone_count():,} (deleted contacts kept unsubscribed if they come back)"),
         ]
     out.write("\n".join(f"{name:<18} {value}" for name, value in rows) + "\n")
+    return ExitStatus.OK
+
+
+def _run_drop_tombstone(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if not args.state.exists():
+        raise StateError(f"{args.state}: no such state file")
+    key = args.tombstone_key.strip().lower() if "@" in args.tombstone_key else args.tombstone_key.strip()
+    with run_lock(args.state), open_state(args.state) as state:
+        if not state.drop_tombstone(key):
+            raise StateError(f"{args.state} holds no tombstone for {key}; 'bulksync state show' counts them")
+    out.write(f"Dropped the tombstone of {key}: if it comes back, it is created as any new contact.\n")
     return ExitStatus.OK
 
 

@@ -178,7 +178,8 @@ def _sync(run: Run, scanned: Scanned, index: StateIndex, account: Account | None
             report.skipped(row, key, "none", f"not processed (--limit {config.limit})")
         create_via = "create" if config.mode == "create-only" else config.create_via  # as the pusher does
         options = PlanOptions(config.key, config.keep_empty, config.resubscribe, create_via)
-        actions = iter_actions(classified, state, options, delete_details=config.plan_path is not None)
+        details = config.plan_path is not None or not config.dry_run
+        actions = iter_actions(classified, state, options, delete_details=details)
         if config.dry_run:
             plan = _plan_writer(run, scanned, classified)
             result.plan_path = plan.path if plan else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bulksync.config import Clock
 from bulksync.loops.push import Outcome
 from bulksync.plan.actions import applied, held_back
-from bulksync.state.store import Record, StateStore
+from bulksync.state.store import Record, StateStore, Tombstone
 
 STATE_COMMIT_EVERY = 200
 STATE_COMMIT_SECONDS = 1.0
@@ -21,6 +21,7 @@ class StateRecorder:
         self._clock = clock
         self._saves: list[Record] = []
         self._forgets: list[str] = []
+        self._tombstones: list[Tombstone] = []
         self._last_flush = clock()
         # Every key written and its new hash (None: forgotten), to refresh the hash snapshot at the end;
         # after a run writing very many contacts the snapshot is read back from the database instead.
@@ -32,11 +33,14 @@ class StateRecorder:
             return
         if action.kind == "delete":
             self._forgets.append(action.key)
+            if outcome.tombstone is not None:
+                self._tombstones.append(outcome.tombstone)
             self._track(action.key, None)
         else:
             assert action.row_hash is not None
             after = applied(action.before, outcome.sent)
-            self._saves.append((action.key, action.row_hash, after, held_back(action, outcome.sent)))
+            held = held_back(action, outcome.sent)
+            self._saves.append((action.key, action.row_hash, after, held, outcome.contact_id))
             self._track(action.key, action.row_hash)
         pending = len(self._saves) + len(self._forgets)
         if pending >= STATE_COMMIT_EVERY or self._clock() - self._last_flush >= STATE_COMMIT_SECONDS:
@@ -52,6 +56,9 @@ class StateRecorder:
         if self._saves:
             self._state.save(self._saves)
             self._saves = []
+        if self._tombstones:  # before the contacts go: a crash between leaves both, and a re-run deletes again
+            self._state.save_tombstones(self._tombstones)
+            self._tombstones = []
         if self._forgets:
             self._state.forget(self._forgets)
             self._forgets = []

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from bulksync.columns import HASH, KEY, ROW
 from bulksync.config import CreateVia, KeyField
 from bulksync.fields import is_list_field
-from bulksync.state.store import Fields, StateStore
+from bulksync.state.store import Fields, StateStore, Tombstone
 
 if TYPE_CHECKING:
     from bulksync.plan.diff import Classified
@@ -45,7 +45,9 @@ class Action:
 
     A ``refresh`` sends nothing: the source row changed in a way Loops must not see (for example
     ``subscribed: true`` for someone bulksync unsubscribed), so only the stored hash moves on.
-    ``withheld`` marks an update that leaves out the source's ``subscribed: true``.
+    ``withheld`` marks an update that leaves out the source's ``subscribed: true``; ``note`` says
+    why a write differs from the row (a contact kept unsubscribed). An update's ``row`` fields are
+    kept in ``whole`` so a contact Loops lost can be sent whole again.
     """
 
     kind: ActionKind
@@ -56,6 +58,9 @@ class Action:
     send: dict[str, str | None]
     identity: tuple[str, ...] = field(default=())
     withheld: bool = False
+    note: str | None = None
+    whole: dict[str, str | None] | None = None
+    loops_id: str | None = None  # the id Loops gave the contact when bulksync last wrote it
 
     @property
     def changes(self) -> list[Change]:
@@ -77,16 +82,38 @@ def identity_fields(key_field: KeyField) -> tuple[str, ...]:
     return ("userId", "email") if key_field == "userId" else ("email",)
 
 
-def plan_create(row: Mapping[str, Any], options: PlanOptions) -> Action:
+def plan_create(row: Mapping[str, Any], options: PlanOptions, tombstone: Tombstone | None = None) -> Action:
     """Every field the row gives. Written through Loops' upsert (the default), which may meet a
-    contact that exists, ``subscribed: true`` is withheld: the plan shows what is really sent."""
+    contact that exists, ``subscribed: true`` is withheld: the plan shows what is really sent.
+
+    A contact bulksync deleted while Loops had it unsubscribed (its ``tombstone`` says so) comes
+    back unsubscribed and off the lists it had left, unless ``--resubscribe``.
+    """
     send: dict[str, str | None] = {
         name: value for name, value in row.items() if value is not None and not name.startswith("__")
     }
+    note = None
+    if tombstone is not None and tombstone.unsubscribed and not options.resubscribe:
+        send = unsubscribed(send)
+        note = kept_unsubscribed(tombstone)
     withheld = options.create_via == "update" and send.get("subscribed") == "true"
     if withheld:
         del send["subscribed"]
-    return Action("create", row[KEY], row[ROW], row[HASH], {}, send, identity_fields(options.key), withheld)
+    return Action("create", row[KEY], row[ROW], row[HASH], {}, send, identity_fields(options.key), withheld, note)
+
+
+def unsubscribed(send: Mapping[str, str | None]) -> dict[str, str | None]:
+    """``send`` for a contact that stays unsubscribed: Loops refuses to add one to a list (the lists it
+    had left included), so list additions go too."""
+    kept = {name: value for name, value in send.items() if not (is_list_field(name) and value == "true")}
+    return {**kept, "subscribed": "false"}
+
+
+def kept_unsubscribed(tombstone: Tombstone) -> str:
+    return (
+        f"kept unsubscribed: unsubscribed in Loops when bulksync deleted it ({tombstone.deleted_at}); "
+        "--resubscribe re-subscribes"
+    )
 
 
 def plan_update(row: Mapping[str, Any], before: Fields, options: PlanOptions) -> Action:
@@ -107,7 +134,7 @@ def plan_update(row: Mapping[str, Any], before: Fields, options: PlanOptions) ->
         send[name] = new
     changed = any(before.get(name) != value for name, value in send.items())
     kind: ActionKind = "update" if changed else "refresh"
-    return Action(kind, row[KEY], row[ROW], row[HASH], before, send, identity, withheld)
+    return Action(kind, row[KEY], row[ROW], row[HASH], before, send, identity, withheld, whole=source)
 
 
 def plan_delete(key: str, before: Fields, options: PlanOptions) -> Action:
@@ -145,15 +172,20 @@ def iter_actions(
 ) -> Iterator[Action]:
     """Actions in source order, built a slice at a time so memory holds only one slice of rows.
 
-    A delete's ``before`` (what Loops has from us) shows in no report: it is read from the state
-    only when ``delete_details`` (a plan file records it).
+    A delete's ``before`` (what Loops has from us: its tombstone needs it) shows in no report; a dry
+    run without a plan file skips reading it (``delete_details=False``).
     """
+    maybe_tombstoned = state.tombstone_count() > 0  # a first load has none: no lookups
     for chunk in classified.new.iter_slices(SLICE_ROWS):
+        tombstones = state.tombstones_for(chunk[KEY].to_list()) if maybe_tombstoned else {}
         for row in chunk.iter_rows(named=True):
-            yield plan_create(row, options)
+            yield plan_create(row, options, tombstones.get(row[KEY]))
     for chunk in classified.changed.iter_slices(SLICE_ROWS):
-        previous = state.fields_for(chunk[KEY].to_list())
-        yield from plan_updates(chunk.iter_rows(named=True), previous, options)
+        keys = chunk[KEY].to_list()
+        previous, ids = state.fields_for(keys), state.loops_ids(keys)
+        for action in plan_updates(chunk.iter_rows(named=True), previous, options):
+            action.loops_id = ids.get(action.key)
+            yield action
     for start in range(0, len(classified.missing), SLICE_ROWS):
         keys = classified.missing[start : start + SLICE_ROWS]
         previous = state.fields_for(keys) if delete_details else {}

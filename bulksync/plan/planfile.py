@@ -57,6 +57,8 @@ class PlanWriter:
             "row_hash": action.row_hash,
             "identity": list(action.identity),
             "withheld": action.withheld,
+            "note": action.note,
+            "whole": action.whole,
             "before": action.before,
             "send": action.send,
             "request": self._request(action),
@@ -131,7 +133,8 @@ def _action(path: Path, number: int, text: str) -> Action:
             raise ValueError(f"unknown action {kind!r}")
         return Action(
             kind, str(data["key"]), data["row"], data["row_hash"], dict(data["before"]), dict(data["send"]),
-            tuple(data["identity"]), bool(data.get("withheld", False)),
+            tuple(data["identity"]), bool(data.get("withheld", False)), data.get("note"),
+            dict(data["whole"]) if data.get("whole") is not None else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{path}:{number}: damaged plan line ({exc}); make the plan again") from None

@@ -10,7 +10,10 @@ if TYPE_CHECKING:
     from bulksync.loops.push import Outcome
     from bulksync.plan.actions import Action
 
-SUMMARY_KEYS = ("created", "updated", "deleted", "unchanged", "rejected", "failed", "requests", "dry_run", "duration_s")
+SUMMARY_KEYS = (
+    "created", "updated", "recreated", "deleted", "unchanged", "rejected", "failed", "requests", "dry_run",
+    "duration_s",
+)
 
 
 @dataclass
@@ -19,6 +22,7 @@ class Summary:
 
     created: int = 0
     updated: int = 0
+    recreated: int = 0  # updates that found the contact deleted in Loops and sent it whole again
     deleted: int = 0
     unchanged: int = 0
     rejected: int = 0
@@ -42,6 +46,8 @@ class Summary:
         """Count one action's outcome in a real run."""
         if outcome.exists:
             self.exists += 1
+        elif outcome.recreated:
+            self.recreated += 1
         elif outcome.ok:
             self.count(outcome.action)
         else:

@@ -15,8 +15,8 @@ def render_summary(summary: Summary, report_path: Path | None) -> str:
     title = "Dry run: nothing was sent" if summary.dry_run else "Sync finished"
     verbs = "would be" if summary.dry_run else ""
     lines = [f"{title} in {summary.duration_s:.1f}s"]
-    for name in ("created", "updated", "deleted", "unchanged", "rejected", "failed", "skipped", "exists"):
-        if name in ("skipped", "exists") and not getattr(summary, name):
+    for name in ("created", "updated", "recreated", "deleted", "unchanged", "rejected", "failed", "skipped", "exists"):
+        if name in ("recreated", "skipped", "exists") and not getattr(summary, name):
             continue
         label = f"{verbs} {name}".strip() if name in ("created", "updated", "deleted") else name
         label = "already in Loops" if name == "exists" else label

@@ -98,14 +98,16 @@ class ReportWriter:
 
     def planned(self, action: Action) -> None:
         if action.kind != "refresh":
-            self._write(action.row, action.key, action.kind, "planned", None, 0, None, describe_changes(action))
+            self._write(action.row, action.key, action.kind, "planned", None, 0, action.note, describe_changes(action))
 
     def outcome(self, outcome: Outcome) -> None:
         action = outcome.action
         if action.kind == "refresh":
             return
-        status = ("exists" if outcome.exists else "ok") if outcome.ok else "failed"
-        error = outcome.error if not outcome.ok else outcome.note
+        status = "failed"
+        if outcome.ok:
+            status = "exists" if outcome.exists else "recreated" if outcome.recreated else "ok"
+        error = outcome.error if not outcome.ok else (outcome.note or action.note)
         self._write(
             action.row, action.key, action.kind, status, outcome.http_status, outcome.attempts, error,
             describe_changes(action),

@@ -24,12 +24,18 @@ import polars as pl
 from bulksync.columns import KEY, STATE_HASH
 from bulksync.errors import StateError, printable
 from bulksync.files import FileProblem, create_private, open_private_fd
-from bulksync.state.store import Fields, Record, StateStore, utc_now
+from bulksync.state.store import Fields, Record, StateStore, Tombstone, utc_now
 
-SCHEMA_VERSION = "2"  # 2 added contacts.held_back
+SCHEMA_VERSION = "3"  # 2 added contacts.held_back; 3 contacts.loops_id and the tombstones
 _FIELD_SEPARATOR = "\x1f"  # keys never hold control characters: normalise rejects them
 _BATCH = 500
 
+_TOMBSTONES = """CREATE TABLE IF NOT EXISTS tombstones (
+    key TEXT PRIMARY KEY,
+    deleted_at TEXT NOT NULL,
+    unsubscribed INTEGER NOT NULL,
+    left_lists TEXT NOT NULL
+) WITHOUT ROWID"""
 _SCHEMA = (
     "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     """CREATE TABLE contacts (
@@ -37,8 +43,10 @@ _SCHEMA = (
         row_hash INTEGER NOT NULL,
         held_back INTEGER NOT NULL DEFAULT 0,
         fields TEXT NOT NULL,
-        synced_at TEXT NOT NULL
+        synced_at TEXT NOT NULL,
+        loops_id TEXT
     ) WITHOUT ROWID""",
+    _TOMBSTONES,
 )
 
 class SQLiteStateStore(StateStore):
@@ -95,7 +103,7 @@ class SQLiteStateStore(StateStore):
         if tables and not {"meta", "contacts"} <= tables:
             raise sqlite3.DatabaseError("it is an SQLite file but not a bulksync state file")
         version = self.meta("schema_version") if tables else SCHEMA_VERSION
-        if version not in ("1", SCHEMA_VERSION):
+        if version not in ("1", "2", SCHEMA_VERSION):
             raise sqlite3.DatabaseError(f"schema version {version!r}; this bulksync reads {SCHEMA_VERSION}")
         if self.readonly:
             if version != SCHEMA_VERSION:
@@ -109,8 +117,11 @@ class SQLiteStateStore(StateStore):
             if not tables:
                 for statement in _SCHEMA:
                     self._db.execute(statement)
-            elif version == "1":
-                self._db.execute("ALTER TABLE contacts ADD COLUMN held_back INTEGER NOT NULL DEFAULT 0")
+            else:
+                if version == "1":
+                    self._db.execute("ALTER TABLE contacts ADD COLUMN held_back INTEGER NOT NULL DEFAULT 0")
+                self._db.execute("ALTER TABLE contacts ADD COLUMN loops_id TEXT")
+                self._db.execute(_TOMBSTONES)
             self._set_meta("schema_version", SCHEMA_VERSION)
 
     def close(self) -> None:
@@ -184,14 +195,9 @@ class SQLiteStateStore(StateStore):
 
     def fields_for(self, keys: Iterable[str]) -> dict[str, Fields]:
         """The fields Loops has, as bulksync set them, for each known key among ``keys``."""
-        found: dict[str, Fields] = {}
         with self._reading():
-            for batch in _batches(sorted(keys)):  # in key order: neighbouring pages of the B-tree
-                marks = ",".join("?" * len(batch))
-                query = f"SELECT key, fields FROM contacts WHERE key IN ({marks})"
-                for key, fields in self._db.execute(query, batch):
-                    found[key] = self._load(key, fields)
-        return found
+            return {key: self._load(key, fields)
+                    for key, fields in self._select_in("SELECT key, fields FROM contacts WHERE key IN", keys)}
 
     def _load(self, key: str, text: str) -> Fields:
         """Stored fields; a null member (as polars writes absent values) means the field is not set."""
@@ -240,15 +246,51 @@ class SQLiteStateStore(StateStore):
             return [key for (key,) in self._db.execute("SELECT key FROM contacts WHERE held_back = 1")]
 
     def save(self, records: Iterable[Record]) -> None:
-        """Record confirmed contacts: key, hash of the synced source row, fields now in Loops, and
-        whether the source's ``subscribed: true`` was held back."""
+        """Record confirmed contacts: key, hash of the synced source row, fields now in Loops, whether
+        the source's ``subscribed: true`` was held back, and Loops' id for it (kept when not known)."""
         now = utc_now()
         with self.transaction():
             self._db.executemany(
-                "INSERT OR REPLACE INTO contacts(key, row_hash, held_back, fields, synced_at) VALUES (?, ?, ?, ?, ?)",
-                ((key, row_hash, int(held), _dump(fields), now) for key, row_hash, fields, held in records),
+                "INSERT INTO contacts(key, row_hash, held_back, fields, synced_at, loops_id) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET row_hash = excluded.row_hash, held_back = excluded.held_back, "
+                "fields = excluded.fields, synced_at = excluded.synced_at, "
+                "loops_id = coalesce(excluded.loops_id, contacts.loops_id)",
+                ((key, row_hash, int(held), _dump(fields), now, loops_id)
+                 for key, row_hash, fields, held, loops_id in records),
             )
             self._bump_generation()
+
+    def loops_ids(self, keys: Iterable[str]) -> dict[str, str]:
+        with self._reading():
+            return dict(self._select_in("SELECT key, loops_id FROM contacts WHERE loops_id IS NOT NULL AND key IN",
+                                        keys))
+
+    def tombstones_for(self, keys: Iterable[str]) -> dict[str, Tombstone]:
+        with self._reading():
+            rows = self._select_in("SELECT key, deleted_at, unsubscribed, left_lists FROM tombstones WHERE key IN",
+                                   keys)
+            return {key: Tombstone(key, at, bool(unsub), tuple(json.loads(lists))) for key, at, unsub, lists in rows}
+
+    def save_tombstones(self, tombstones: Iterable[Tombstone]) -> None:
+        with self.transaction():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO tombstones(key, deleted_at, unsubscribed, left_lists) VALUES (?, ?, ?, ?)",
+                ((t.key, t.deleted_at, int(t.unsubscribed), json.dumps(list(t.left_lists))) for t in tombstones),
+            )
+
+    def drop_tombstone(self, key: str) -> bool:
+        with self.transaction():
+            return self._db.execute("DELETE FROM tombstones WHERE key = ?", (key,)).rowcount > 0
+
+    def tombstone_count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM tombstones").fetchone()[0])
+
+    def _select_in(self, query: str, keys: Iterable[str]) -> list[tuple[Any, ...]]:
+        """``query`` ending in ``key IN``, run over ``keys`` in batches (SQLite caps the parameters)."""
+        rows: list[tuple[Any, ...]] = []
+        for batch in _batches(sorted(keys)):  # in key order: neighbouring pages of the B-tree
+            rows.extend(self._db.execute(f"{query} ({','.join('?' * len(batch))})", batch))
+        return rows
 
     def save_frame(self, frame: pl.DataFrame, key: str, row_hash: str, fields: list[str]) -> None:
         """Record a whole frame of contacts at once (a baseline): the JSON is built by polars."""

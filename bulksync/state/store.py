@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Self
@@ -18,7 +19,18 @@ import polars as pl
 from bulksync.errors import StateError
 
 Fields = dict[str, str]
-Record = tuple[str, int, Fields, bool]  # key, hash of the synced source row, fields now in Loops, held back
+# key, hash of the synced source row, fields now in Loops, held back, Loops' id for the contact (if known)
+Record = tuple[str, int, Fields, bool, str | None]
+
+
+@dataclass(frozen=True)
+class Tombstone:
+    """What Loops had for a contact bulksync deleted, so a re-added row never undoes an unsubscribe."""
+
+    key: str
+    deleted_at: str
+    unsubscribed: bool
+    left_lists: tuple[str, ...] = ()  # lists bulksync had added it to that it had left
 
 
 def utc_now() -> str:
@@ -78,6 +90,26 @@ class StateStore(ABC):
     @abstractmethod
     def save(self, records: Iterable[Record]) -> None:
         """Record confirmed contacts, in one transaction."""
+
+    @abstractmethod
+    def loops_ids(self, keys: Iterable[str]) -> dict[str, str]:
+        """Loops' contact id, for each known key among ``keys`` whose id was recorded."""
+
+    @abstractmethod
+    def tombstones_for(self, keys: Iterable[str]) -> dict[str, Tombstone]:
+        """The tombstones of deleted contacts among ``keys``."""
+
+    @abstractmethod
+    def save_tombstones(self, tombstones: Iterable[Tombstone]) -> None:
+        """Remember deleted contacts (replacing an older tombstone of the same key)."""
+
+    @abstractmethod
+    def drop_tombstone(self, key: str) -> bool:
+        """Forget one tombstone on purpose; True if there was one."""
+
+    @abstractmethod
+    def tombstone_count(self) -> int:
+        """How many tombstones the state keeps."""
 
     @abstractmethod
     def save_frame(self, frame: pl.DataFrame, key: str, row_hash: str, fields: list[str]) -> None:

@@ -18,7 +18,7 @@ from bulksync.columns import KEY, STATE_HASH
 from bulksync.errors import StateError
 from bulksync.state import open_state
 from bulksync.state.sqlite import SCHEMA_VERSION
-from bulksync.state.store import StateStore
+from bulksync.state.store import StateStore, Tombstone
 
 KEY_COLUMN = "__key"
 RECOVER_HINT = "restore it from a backup or pass another --state (a new file re-sends every contact once, safely)"
@@ -60,7 +60,7 @@ def state_error(path: Path, readonly: bool = False) -> str:
 def test_open_creates_an_empty_private_state_file(path: Path, store: StateStore) -> None:
     assert path.exists()
     assert mode(path) == 0o600
-    assert store.meta("schema_version") == SCHEMA_VERSION == "2"
+    assert store.meta("schema_version") == SCHEMA_VERSION == "3"
     assert store.meta("generation") is None
     assert store.count() == 0
     assert not store.readonly
@@ -75,7 +75,7 @@ def test_open_creates_missing_parent_directories(tmp_path: Path) -> None:
 
 
 def test_wal_files_are_private_too(path: Path, store: StateStore) -> None:
-    store.save([("ada@example.com", 1, {"email": "ada@example.com"}, False)])
+    store.save([("ada@example.com", 1, {"email": "ada@example.com"}, False, None)])
 
     companions = [p for p in (path.with_name("state.db-wal"), path.with_name("state.db-shm")) if p.exists()]
     assert companions, "the store runs in WAL mode"
@@ -85,8 +85,8 @@ def test_wal_files_are_private_too(path: Path, store: StateStore) -> None:
 def test_save_then_read_back(store: StateStore) -> None:
     store.save(
         [
-            ("grace@example.com", -(2**63), {"email": "grace@example.com", "firstName": "Grace"}, False),
-            ("ada@example.com", 2**63 - 1, {"email": "ada@example.com", "zip": "02134", "n": "Zoë"}, False),
+            ("grace@example.com", -(2**63), {"email": "grace@example.com", "firstName": "Grace"}, False, None),
+            ("ada@example.com", 2**63 - 1, {"email": "ada@example.com", "zip": "02134", "n": "Zoë"}, False, None),
         ]
     )
 
@@ -101,8 +101,8 @@ def test_save_then_read_back(store: StateStore) -> None:
 
 
 def test_saving_a_key_again_replaces_it(store: StateStore) -> None:
-    store.save([("ada@example.com", 1, {"email": "ada@example.com", "plan": "free"}, False)])
-    store.save([("ada@example.com", 2, {"email": "ada@example.com"}, False)])
+    store.save([("ada@example.com", 1, {"email": "ada@example.com", "plan": "free"}, False, None)])
+    store.save([("ada@example.com", 2, {"email": "ada@example.com"}, False, None)])
 
     assert store.count() == 1
     assert store.hashes().to_dicts() == [{KEY_COLUMN: "ada@example.com", STATE_HASH: 2}]
@@ -110,7 +110,7 @@ def test_saving_a_key_again_replaces_it(store: StateStore) -> None:
 
 
 def test_forget_drops_keys_and_ignores_unknown_ones(store: StateStore) -> None:
-    store.save([(k, i, {"email": k}, False) for i, k in enumerate(["a@x.io", "b@x.io", "c@x.io"])])
+    store.save([(k, i, {"email": k}, False, None) for i, k in enumerate(["a@x.io", "b@x.io", "c@x.io"])])
 
     store.forget(["a@x.io", "zzz@x.io", "c@x.io"])
 
@@ -119,21 +119,21 @@ def test_forget_drops_keys_and_ignores_unknown_ones(store: StateStore) -> None:
 
 def test_generation_counts_every_committed_write(store: StateStore) -> None:
     assert store.generation() == 0
-    store.save([("a@x.io", 1, {}, False)])
+    store.save([("a@x.io", 1, {}, False, None)])
     assert (store.generation(), store.meta("generation")) == (1, "1")
     store.forget(["a@x.io"])
     assert store.generation() == 2
-    store.save([("b@x.io", 2, {}, False)])
+    store.save([("b@x.io", 2, {}, False, None)])
     assert store.generation() == 3
     store.set_meta({"key": "email"})  # bookkeeping, not a write to the contacts
     assert store.generation() == 3
 
 
 def test_a_failed_save_writes_nothing(store: StateStore) -> None:
-    store.save([("a@x.io", 1, {}, False)])
+    store.save([("a@x.io", 1, {}, False, None)])
 
     with pytest.raises(sqlite3.IntegrityError):
-        store.save([("b@x.io", 2, {}, False), ("c@x.io", None, {}, False)])  # type: ignore[list-item]
+        store.save([("b@x.io", 2, {}, False, None), ("c@x.io", None, {}, False, None)])  # type: ignore[list-item]
 
     assert [key for key, _ in store.contacts()] == ["a@x.io"]
     assert store.meta("generation") == "1"
@@ -142,7 +142,7 @@ def test_a_failed_save_writes_nothing(store: StateStore) -> None:
 def test_set_meta_and_state_survive_reopening(path: Path) -> None:
     with open_state(path) as store:
         store.set_meta({"key": "email", "last_run_outcome": "ok"})
-        store.save([("ada@example.com", 5, {"email": "ada@example.com"}, False)])
+        store.save([("ada@example.com", 5, {"email": "ada@example.com"}, False, None)])
 
     with open_state(path) as again:
         assert (again.meta("key"), again.meta("last_run_outcome")) == ("email", "ok")
@@ -151,10 +151,10 @@ def test_set_meta_and_state_survive_reopening(path: Path) -> None:
 
 
 def test_held_back_lists_contacts_whose_subscribed_true_was_not_sent(store: StateStore) -> None:
-    store.save([("a@x.io", 1, {}, True), ("b@x.io", 2, {}, False), ("c@x.io", 3, {}, True)])
+    store.save([("a@x.io", 1, {}, True, None), ("b@x.io", 2, {}, False, None), ("c@x.io", 3, {}, True, None)])
     assert sorted(store.held_back_keys()) == ["a@x.io", "c@x.io"]
 
-    store.save([("a@x.io", 4, {}, False)])
+    store.save([("a@x.io", 4, {}, False, None)])
     store.forget(["c@x.io"])
 
     assert store.held_back_keys() == []
@@ -179,9 +179,36 @@ def test_a_state_file_from_before_held_back_is_migrated_or_refused(path: Path) -
     except StateError:
         return  # refused up front, with a message: acceptable
     with store:
-        store.save([("grace@example.com", 6, {"email": "grace@example.com"}, True)])  # must not crash
+        store.save([("grace@example.com", 6, {"email": "grace@example.com"}, True, None)])  # must not crash
         assert store.hashes().sort(KEY_COLUMN)[STATE_HASH].to_list() == [5, 6]
         assert store.held_back_keys() == ["grace@example.com"]
+
+
+def test_a_schema_2_state_gains_ids_and_tombstones_and_keeps_its_contacts(path: Path) -> None:
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE contacts (key TEXT PRIMARY KEY, row_hash INTEGER NOT NULL, held_back INTEGER NOT NULL DEFAULT 0,
+                               fields TEXT NOT NULL, synced_at TEXT NOT NULL) WITHOUT ROWID;
+        INSERT INTO meta VALUES ('schema_version', '2'), ('key', 'email');
+        INSERT INTO contacts VALUES ('ada@example.com', 5, 1, '{"email":"ada@example.com"}', '2024-01-01T00:00:00Z');
+        """
+    )
+    db.close()
+
+    with open_state(path) as store:
+        assert store.meta("schema_version") == "3" and store.held_back_keys() == ["ada@example.com"]
+        assert store.loops_ids(["ada@example.com"]) == {}  # recorded with the first answer that carries one
+        store.save([("ada@example.com", 6, {"email": "ada@example.com"}, False, "c1")])
+        store.save([("ada@example.com", 7, {"email": "ada@example.com"}, False, None)])  # an answer without one
+        assert store.loops_ids(["ada@example.com"]) == {"ada@example.com": "c1"}
+        store.save_tombstones([Tombstone("gone@example.com", "2026-01-01T00:00:00Z", True, ("news",))])
+        assert store.tombstones_for(["gone@example.com", "x"]) == {
+            "gone@example.com": Tombstone("gone@example.com", "2026-01-01T00:00:00Z", True, ("news",))
+        }
+        assert store.tombstone_count() == 1 and store.drop_tombstone("gone@example.com")
+        assert store.tombstone_count() == 0 and not store.drop_tombstone("gone@example.com")
 
 
 # -- hashes and fields_for -----------------------------------------------------------------------------
@@ -196,7 +223,7 @@ def test_hashes_of_an_empty_store_is_an_empty_typed_frame(store: StateStore) -> 
 
 def test_hashes_keeps_every_key_exactly_as_text(store: StateStore) -> None:
     keys = ["00123", "1e5", "NA", "null", "true", 'o"brien@example.ie', "a,b@example.com", "zoë@example.com", "#x@y.io"]
-    store.save([(key, -i - 1, {}, False) for i, key in enumerate(keys)])
+    store.save([(key, -i - 1, {}, False, None) for i, key in enumerate(keys)])
 
     frame = store.hashes().sort(STATE_HASH, descending=True)
 
@@ -207,7 +234,7 @@ def test_hashes_keeps_every_key_exactly_as_text(store: StateStore) -> None:
 
 def test_fields_for_reads_more_keys_than_one_batch(store: StateStore) -> None:
     keys = [f"user{i:04d}@example.com" for i in range(1234)]
-    store.save([(key, i, {"email": key, "n": str(i)}, False) for i, key in enumerate(keys)])
+    store.save([(key, i, {"email": key, "n": str(i)}, False, None) for i, key in enumerate(keys)])
 
     found = store.fields_for([*reversed(keys), "nobody@example.com"])
 
@@ -269,7 +296,7 @@ def test_read_only_without_a_file_creates_nothing_and_refuses_writes(tmp_path: P
         assert store.hashes().height == 0
         assert store.fields_for(["a@x.io"]) == {}
         writes: tuple[Callable[[], None], ...] = (
-            lambda: store.save([("a@x.io", 1, {}, False)]),
+            lambda: store.save([("a@x.io", 1, {}, False, None)]),
             lambda: store.forget(["a@x.io"]),
             lambda: store.set_meta({"key": "email"}),
         )
@@ -285,7 +312,7 @@ def test_read_only_without_a_file_creates_nothing_and_refuses_writes(tmp_path: P
 
 def test_read_only_on_an_existing_file_reads_it_and_changes_nothing(path: Path) -> None:
     writer = open_state(path)
-    writer.save([("ada@example.com", 7, {"email": "ada@example.com"}, False)])
+    writer.save([("ada@example.com", 7, {"email": "ada@example.com"}, False, None)])
     writer.close()
     before = path.read_bytes()
 
@@ -293,7 +320,7 @@ def test_read_only_on_an_existing_file_reads_it_and_changes_nothing(path: Path) 
     try:
         assert store.hashes().to_dicts() == [{KEY_COLUMN: "ada@example.com", STATE_HASH: 7}]
         with pytest.raises(StateError, match="read-only"):
-            store.save([("grace@example.com", 8, {}, False)])
+            store.save([("grace@example.com", 8, {}, False, None)])
     finally:
         store.close()
 
@@ -337,13 +364,13 @@ def test_another_schema_version_is_a_state_error(path: Path) -> None:
     store.close()
 
     assert state_error(path) == (
-        f"{path}: not a readable bulksync state file (schema version '99'; this bulksync reads 2); {RECOVER_HINT}"
+        f"{path}: not a readable bulksync state file (schema version '99'; this bulksync reads 3); {RECOVER_HINT}"
     )
 
 
 def test_a_file_cut_short_is_a_state_error(path: Path) -> None:
     store = open_state(path)
-    store.save([(f"user{i}@example.com", i, {"email": f"user{i}@example.com", "bio": "x" * 200}, False)
+    store.save([(f"user{i}@example.com", i, {"email": f"user{i}@example.com", "bio": "x" * 200}, False, None)
                 for i in range(2000)])
     store.close()
     data = path.read_bytes()
@@ -386,7 +413,7 @@ def test_a_refused_file_is_left_exactly_as_it_was(tmp_path: Path, make: object) 
 
 
 def test_snapshot_is_used_for_its_generation_only(path: Path, store: StateStore) -> None:
-    store.save([("a@x.io", 1, {"email": "a@x.io"}, False), ("b@x.io", 2, {"email": "b@x.io"}, False)])
+    store.save([("a@x.io", 1, {"email": "a@x.io"}, False, None), ("b@x.io", 2, {"email": "b@x.io"}, False, None)])
     from_db = store.hashes()
     store.save_snapshot(from_db.with_columns(pl.lit(99, dtype=pl.Int64).alias(STATE_HASH)))  # tell them apart
     [snapshot] = path.parent.glob("state.db.hashes-*")
@@ -394,12 +421,12 @@ def test_snapshot_is_used_for_its_generation_only(path: Path, store: StateStore)
     assert snapshot.name.startswith(f"state.db.hashes-{store.generation()}-") and mode(snapshot) == 0o600
     assert store.hashes()[STATE_HASH].to_list() == [99, 99]  # this generation: read from the snapshot
 
-    store.save([("c@x.io", 3, {"email": "c@x.io"}, False)])  # the state moves on
+    store.save([("c@x.io", 3, {"email": "c@x.io"}, False, None)])  # the state moves on
     assert sorted(store.hashes()[STATE_HASH].to_list()) == [1, 2, 3]  # stale snapshot ignored
 
 
 def test_damaged_snapshot_falls_back_to_the_database(path: Path, store: StateStore) -> None:
-    store.save([("a@x.io", 1, {"email": "a@x.io"}, False)])
+    store.save([("a@x.io", 1, {"email": "a@x.io"}, False, None)])
     store.save_snapshot(store.hashes())
     [snapshot] = path.parent.glob("state.db.hashes-*")
     snapshot.write_bytes(b"not arrow")
@@ -408,12 +435,12 @@ def test_damaged_snapshot_falls_back_to_the_database(path: Path, store: StateSto
 
 
 def test_a_copied_state_never_pairs_with_another_historys_snapshot(path: Path, store: StateStore) -> None:
-    store.save([("a@x.io", 1, {"email": "a@x.io"}, False)])
+    store.save([("a@x.io", 1, {"email": "a@x.io"}, False, None)])
     with sqlite3.connect(path) as source, sqlite3.connect(path.with_name("fork.db")) as copy:
         source.backup(copy)  # the same generation, two histories from here
-    store.save([("b@x.io", 2, {"email": "b@x.io"}, False)])
+    store.save([("b@x.io", 2, {"email": "b@x.io"}, False, None)])
     with open_state(path.with_name("fork.db")) as fork:
-        fork.save([("c@x.io", 3, {"email": "c@x.io"}, False)])
+        fork.save([("c@x.io", 3, {"email": "c@x.io"}, False, None)])
         fork.save_snapshot(fork.hashes())
         assert fork.generation() == store.generation()
     [forked] = path.parent.glob("fork.db.hashes-*")
@@ -424,7 +451,7 @@ def test_a_copied_state_never_pairs_with_another_historys_snapshot(path: Path, s
 
 @pytest.mark.parametrize("kind", ["fifo", "directory", "other columns"])
 def test_a_snapshot_that_is_not_one_is_ignored(path: Path, store: StateStore, kind: str) -> None:
-    store.save([("a@x.io", 1, {"email": "a@x.io"}, False)])
+    store.save([("a@x.io", 1, {"email": "a@x.io"}, False, None)])
     store.save_snapshot(store.hashes())
     [snapshot] = path.parent.glob("state.db.hashes-*")
     snapshot.unlink()
@@ -439,7 +466,7 @@ def test_a_snapshot_that_is_not_one_is_ignored(path: Path, store: StateStore, ki
 
 
 def test_fields_that_are_not_an_object_are_a_damaged_state(path: Path, store: StateStore) -> None:
-    store.save([("a@x.io", 1, {"email": "a@x.io"}, False)])
+    store.save([("a@x.io", 1, {"email": "a@x.io"}, False, None)])
     with sqlite3.connect(path) as db:
         db.execute("UPDATE contacts SET fields = '[1, 2]'")
 
