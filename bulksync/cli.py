@@ -94,8 +94,9 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_push_arguments(parser: argparse.ArgumentParser, *, planning: bool = True) -> None:
-    parser.add_argument("--rate-limit", type=_positive_float, default=10.0, metavar="RPS",
-                        help="requests per second at most (default: 10, Loops' limit per team)")
+    parser.add_argument("--rate-limit", type=_positive_float, metavar="RPS",
+                        help="requests per second at most (default: just under the limit Loops announces, "
+                             "10/s per team, less what the team's other clients use)")
     parser.add_argument("--concurrency", type=_positive_int, default=4, metavar="N",
                         help="requests in flight at most (default: 4)")
     parser.add_argument("--max-retries", type=_non_negative_int, default=6, metavar="N",
@@ -193,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = add_command("check", help="preflight: would a sync of SOURCE run clean? (sends no write)")
     _add_source_arguments(check)
     check.add_argument("--base-url", help=f"Loops API base URL (default: $LOOPS_BASE_URL or {DEFAULT_BASE_URL})")
-    check.set_defaults(run=_run_check, rate_limit=10.0, concurrency=1, max_retries=6, timeout=30.0)
+    check.set_defaults(run=_run_check, rate_limit=None, concurrency=1, max_retries=6, timeout=30.0)
 
     emulator = add_command("emulator", help="run the bundled Loops API emulator on loopback")
     emulator_cli.add_arguments(emulator)

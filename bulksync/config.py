@@ -70,7 +70,7 @@ class HttpConfig:
 
     api_key: str | None = None
     base_url: str = DEFAULT_BASE_URL
-    rate_limit: float = 10.0
+    rate_limit: float | None = None  # a ceiling; None: the limit Loops announces (10/s until it says)
     concurrency: int = 4
     max_retries: int = 6
     connect_timeout: float = 5.0

@@ -1,77 +1,147 @@
-"""Pace requests to the team's rate limit, and back off when Loops says the budget is shared.
+"""Pace requests just under the team's rate limit, whatever algorithm Loops' limiter uses.
 
-Loops allows 10 requests/s per team, shared with every other client of the team. The limiter
-spaces requests evenly at the current rate; a 429 cuts the rate and pauses (honouring
-``Retry-After``); the rate climbs back slowly, and only while ``x-ratelimit-remaining`` shows
-headroom. Clock and sleep are injected so tests never really wait.
+Loops documents 10 requests a second per team, shared with the team's other traffic, and neither
+the limiter's algorithm nor its window. So the pace is kept safe for the strictest common one, a
+sliding log (no more than ``limit`` requests in any second):
+
+- requests leave evenly spaced at ``PACE`` of the limit, and a log of the real send times holds
+  each one back until no window of ``WINDOW + GUARD`` seconds would hold more than ``limit``: a
+  worker that wakes late never lets the next one follow too closely;
+- ``x-ratelimit-limit`` from any response replaces the assumed limit (``--rate-limit`` stays a
+  ceiling the user set);
+- what the team's other clients use shows as ``limit - remaining - our own requests in the window``;
+  while they are seen, the pace leaves them their share and a small margin;
+- a 429 cuts the rate (the cut remembered as the place the limit really is) and holds everyone back
+  briefly; the rate then climbs back by time and success, never waiting for headroom to show.
+
+Clock and sleep are injected so tests never really wait.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections import deque
 
 from bulksync.config import Clock, Sleep
 
+DEFAULT_LIMIT = 10.0  # Loops' documented limit, until a response says otherwise
+WINDOW = 1.0  # the limit is per second
+GUARD = 0.02  # seconds of scheduling and network jitter a window is widened by
+PACE = 0.98  # the share of the limit aimed at
+NEIGHBOUR_MARGIN = 0.5  # requests a second left spare while other clients are seen
+DECREASE = 0.9  # a 429 cuts the rate to this share
+RECOVERY_S = 10.0  # a cut rate climbs back to its cap in about this long
+PAUSE_AFTER_429_S = 0.5  # without Retry-After
+MIN_RATE = 0.5
+
 
 class RateLimiter:
-    """Thread-safe pacing: each ``acquire`` returns at the caller's time slot."""
+    """Thread-safe pacing: each ``acquire`` returns when its caller may send."""
 
     def __init__(
         self,
-        rate: float,
+        ceiling: float | None = None,
         *,
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
-        min_rate: float = 0.5,
-        decrease: float = 0.7,
-        recovery_per_s: float = 0.1,
+        limit: float = DEFAULT_LIMIT,
     ) -> None:
-        if rate <= 0:
+        if ceiling is not None and not (math.isfinite(ceiling) and ceiling > 0):
             raise ValueError("rate must be positive")
-        self.max_rate = rate
-        self.rate = rate
+        self.ceiling = ceiling
+        self.limit = limit
+        self.others = 0.0  # requests a second the team's other clients are seen to use
         self._clock = clock
         self._sleep = sleep
-        self._min_rate = min(min_rate, rate)
-        self._decrease = decrease
-        self._recovery = recovery_per_s * rate / 10  # scaled so 10/s climbs back 0.1/s per second
+        self._sent: deque[float] = deque()
         self._next = clock()
+        self._cap = math.inf  # where a 429 showed the real limit to be, relaxed over time
+        self.rate = self.target()
         self._last_change = self._next
         self._lock = threading.Lock()
+        self._mine = threading.local()  # each worker's last slot: its response is about that request
+
+    def target(self) -> float:
+        """The rate aimed at now: the limit less what others use, under the user's ceiling."""
+        usable = self.limit - self.others - (NEIGHBOUR_MARGIN if self.others > 0 else 0.0)
+        return max(MIN_RATE, min(self.ceiling or math.inf, usable * PACE, self._cap))
+
+    @property
+    def max_rate(self) -> float:
+        return self.target()
 
     def acquire(self) -> None:
-        """Wait for the next free slot."""
+        """Claim the next free slot (evenly spaced, and within the limit over any window) and wait
+        for it. One sleep, however the caller's sleep behaves: tests may pass one that returns at once."""
         with self._lock:
             now = self._clock()
             slot = max(now, self._next)
+            slot = max(slot, slot + self._window_wait(slot))
             self._next = slot + 1.0 / self.rate
+            self._sent.append(slot)
+        self._mine.sent_at = slot
         if slot > now:
             self._sleep(slot - now)
 
+    def _window_wait(self, now: float) -> float:
+        """How long until one more request keeps every window within the limit."""
+        budget = max(1, math.floor(self.limit - self.others))
+        while self._sent and self._sent[0] <= now - WINDOW - GUARD:
+            self._sent.popleft()
+        if len(self._sent) < budget:
+            return 0.0
+        return self._sent[-budget] + WINDOW + GUARD - now
+
+    def sent_since(self, start: float) -> int:
+        """Our own requests sent after ``start`` (those Loops counts in a window that began then)."""
+        with self._lock:
+            return sum(1 for at in self._sent if at > start)
+
     def throttled(self, retry_after: float | None = None) -> None:
-        """A 429: slow down and hold every worker back for a moment."""
+        """A 429: cut the rate, remember where the limit showed itself, hold every worker back."""
         with self._lock:
             now = self._clock()
-            self.rate = max(self._min_rate, self.rate * self._decrease)
-            pause = retry_after if retry_after is not None else 1.0
+            self._cap = max(MIN_RATE, self.rate * PACE)
+            self.rate = max(MIN_RATE, self.rate * DECREASE)
+            pause = retry_after if retry_after is not None else PAUSE_AFTER_429_S
             self._next = max(self._next, now + pause)
             self._last_change = now
 
-    def on_response(self, status: int, limit: int | None, remaining: int | None, retry_after: float | None) -> None:
-        """Feed every response in: a 429 slows down, anything else may let the rate recover."""
+    def on_response(
+        self, status: int, limit: int | None, remaining: int | None, retry_after: float | None,
+        sent_at: float | None = None,
+    ) -> None:
+        """Feed every response in: its headers tell the limit and the others' share; a 429 slows down."""
+        if limit:
+            self.limit = float(limit)
+        sent_at = sent_at if sent_at is not None else getattr(self._mine, "sent_at", None)
+        if limit and remaining is not None and sent_at is not None:
+            self._observe_others(limit, remaining, sent_at)
         if status == 429:
             self.throttled(retry_after)
         else:
-            self.observe(limit, remaining)
+            self._recover()
 
-    def observe(self, limit: int | None, remaining: int | None) -> None:
-        """A successful response: climb back towards the maximum while the bucket has headroom."""
+    def _observe_others(self, limit: int, remaining: int, sent_at: float) -> None:
+        """``limit - remaining`` is what Loops counted in the window ending at this request; our own
+        share of it is what we sent in the second before it. The rest is other clients' traffic."""
+        own = self.sent_since(sent_at - WINDOW)
+        seen = max(0.0, limit - remaining - own)
+        with self._lock:
+            self.others += (seen - self.others) * 0.2  # smoothed: one count is noise, a trend is traffic
+            if self.others < 0.25:
+                self.others = 0.0
+
+    def _recover(self) -> None:
+        """Climb back towards the target by time; the remembered cap relaxes more slowly."""
         with self._lock:
             now = self._clock()
             elapsed, self._last_change = now - self._last_change, now
-            if self.rate >= self.max_rate:
-                return
-            if limit and remaining is not None and remaining < max(1, limit // 4):
-                return  # near the team's edge: hold the rate where it is
-            self.rate = min(self.max_rate, self.rate + self._recovery * elapsed)
+            target = self.target()
+            if math.isfinite(self._cap):
+                self._cap += self._cap * elapsed / (RECOVERY_S * 6)
+                if self._cap >= self.limit:
+                    self._cap = math.inf
+            self.rate = min(target, self.rate + target * elapsed / RECOVERY_S) if self.rate < target else target

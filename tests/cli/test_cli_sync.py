@@ -127,14 +127,15 @@ def test_faults_converge_with_no_duplicate_and_no_lost_contact(
     assert emulator.stats()["requests"] - before_rerun == 1
 
 
-def test_429s_are_retried_and_paced_until_every_row_lands(cli: Any, emulator: LoopsEmulator) -> None:
-    emulator.configure(rate_limit=25)
+def test_a_team_busy_with_other_clients_gets_every_row_and_few_429s(cli: Any, emulator: LoopsEmulator) -> None:
+    # The team's other clients take 80 of a 100/s limit: bulksync sees them in the headers and yields.
+    emulator.configure(rate_limit=100, background_rps=80, rate_algorithm="sliding-log")
 
-    result = cli("sync", "contacts.csv", "--rate-limit", "60", "--concurrency", "8")
+    result = cli("sync", "contacts.csv", "--rate-limit", "200", "--concurrency", "8")
 
     assert result.status == 0
-    assert emulator.stats()["rate_limited"] > 0
     assert_matches_source(emulator, SAMPLE_DATA / "contacts.csv")
+    assert emulator.stats()["rate_limited"] <= 3  # any 429 on the way was retried
     assert result.summary()["requests"] == emulator.stats()["requests"]
 
 
