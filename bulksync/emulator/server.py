@@ -81,7 +81,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(control(self.server.emulator, self.command, path[len(CONTROL_PREFIX) :], body))
             return
         answer = self.server.emulator.handle(self.command, self.path, dict(self.headers.items()), body)
-        if answer.delay_s > 0:
+        if answer.hang:
+            # The client's own timeout usually ends it first; the thread then drops a dead connection.
+            self.server.emulator.wait_for_outage_end(answer.delay_s)
+        elif answer.delay_s > 0:
             time.sleep(answer.delay_s)
         if answer.drop:
             self._drop()
@@ -121,6 +124,13 @@ def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def _optional_text(body: Any, key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{key} must be a string")
+    return value
+
+
 def _configure(emulator: LoopsEmulator, body: Any) -> Any:
     faults, strict = body.get("faults"), body.get("strict_properties")
     if strict is not None and not isinstance(strict, bool):
@@ -130,8 +140,27 @@ def _configure(emulator: LoopsEmulator, body: Any) -> Any:
         faults=Faults(**faults) if faults is not None else None,
         background_rps=_optional_float(body.get("background_rps")),
         strict_properties=strict,
+        rate_algorithm=_optional_text(body, "rate_algorithm"),
     )
     return _DONE
+
+
+def _start_outage(emulator: LoopsEmulator, body: Any) -> Any:
+    """{"seconds": 40, "kind": "500", "after": 0}: every key optional; no seconds means until DELETE."""
+    unknown = set(body) - {"seconds", "kind", "after"}
+    if unknown:
+        raise ValueError(f"unknown outage key {sorted(unknown)[0]!r}")
+    emulator.start_outage(
+        _optional_float(body.get("seconds")),
+        _optional_text(body, "kind") or "500",
+        after=_optional_float(body.get("after")) or 0.0,
+    )
+    return emulator.outage()
+
+
+def _end_outage(emulator: LoopsEmulator, _body: Any) -> Any:
+    emulator.end_outage()
+    return emulator.outage()
 
 
 def _reset(emulator: LoopsEmulator, _body: Any) -> Any:
@@ -160,11 +189,15 @@ _CONTROL: dict[tuple[str, str], Callable[[LoopsEmulator, Any], Any]] = {
     ("GET", "contacts"): lambda emulator, _body: emulator.contacts(),
     ("GET", "stats"): lambda emulator, _body: emulator.stats(),
     ("GET", "requests"): lambda emulator, _body: emulator.request_log(),
+    ("GET", "config"): lambda emulator, _body: emulator.settings(),
     ("POST", "reset"): _reset,
     ("POST", "config"): _configure,
     ("POST", "seed"): _seed,
     ("POST", "properties"): _add_property,
     ("POST", "lists"): _add_list,
+    ("GET", "outage"): lambda emulator, _body: emulator.outage(),
+    ("POST", "outage"): _start_outage,
+    ("DELETE", "outage"): _end_outage,
 }
 
 

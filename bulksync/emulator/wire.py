@@ -13,13 +13,18 @@ _JSON_HEADERS = {"content-type": "application/json; charset=utf-8"}
 
 @dataclass
 class EmulatorResponse:
-    """What a transport must do: answer (after delay_s), or drop the connection."""
+    """What a transport must do: answer (after delay_s), or drop the connection.
+
+    `hang`: the answer never comes; the connection stays silent for delay_s (or until the client's
+    timeout fires, or the outage is ended), then closes.
+    """
 
     status: int
     headers: dict[str, str]
     body: bytes
     drop: bool = False
     delay_s: float = 0.0
+    hang: bool = False
 
     def json(self) -> Any:
         """The body parsed as JSON."""

@@ -1,63 +1,19 @@
-"""Tests of the Loops API emulator, through httpx: in-process with a fake clock, and over loopback."""
+"""Tests of the Loops API emulator's endpoints, through httpx, in-process on a fake clock.
+
+Fixtures (`emu`, `client`, `sleeps`) are in conftest.py; the rate limit is in test_limiter.py, faults in
+test_faults.py, outages in test_outage.py, the loopback server in test_server.py.
+"""
 
 from __future__ import annotations
 
-import argparse
-import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from bulksync.emulator import EmulatorServer, Faults, LoopsEmulator
-from bulksync.emulator import cli as emulator_cli
+from bulksync.emulator import LoopsEmulator
 
-BASE_URL = "http://loops.test/api"
 AUTH = {"Authorization": "Bearer test-key"}
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told to."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
-
-
-@pytest.fixture
-def emu(clock: FakeClock) -> LoopsEmulator:
-    emulator = LoopsEmulator(rate_limit=0, clock=clock, seed=7)
-    emulator.add_list("news", "Newsletter")
-    emulator.add_list("beta", "Beta testers", is_public=False)
-    return emulator
-
-
-@pytest.fixture
-def client(emu: LoopsEmulator, sleeps: list[float]) -> Iterator[httpx.Client]:
-    with httpx.Client(transport=emu.transport(sleep=sleeps.append), base_url=BASE_URL, headers=AUTH) as c:
-        yield c
 
 
 def create(client: httpx.Client, **body: Any) -> httpx.Response:
@@ -392,129 +348,6 @@ def test_typed_property_mismatch_is_400_naming_it(
     assert "prop" in response.json()["message"]
 
 
-# -- rate limit ------------------------------------------------------------------------------------
-
-
-def test_token_bucket_headers_and_429(client: httpx.Client, emu: LoopsEmulator, clock: FakeClock) -> None:
-    emu.configure(rate_limit=10)
-    remaining = []
-    for _ in range(10):
-        response = client.get("/v1/api-key")
-        assert response.status_code == 200
-        assert response.headers["x-ratelimit-limit"] == "10"
-        remaining.append(int(response.headers["x-ratelimit-remaining"]))
-    assert remaining == list(range(9, -1, -1))
-    limited = client.get("/v1/api-key")
-    assert limited.status_code == 429
-    assert limited.json() == {"success": False, "message": "Rate limit exceeded."}
-    assert limited.headers["x-ratelimit-remaining"] == "0"
-    clock.advance(0.1)  # refills one token; the 429 took none
-    assert client.get("/v1/api-key").status_code == 200
-    assert client.get("/v1/api-key").status_code == 429
-    clock.advance(60)  # capped at capacity
-    statuses = [client.get("/v1/api-key").status_code for _ in range(11)]
-    assert statuses == [200] * 10 + [429]
-    assert emu.stats()["rate_limited"] == 3
-
-
-def test_background_traffic_shares_the_bucket(
-    client: httpx.Client, emu: LoopsEmulator, clock: FakeClock
-) -> None:
-    emu.configure(rate_limit=10, background_rps=4)
-    while client.get("/v1/api-key").status_code == 200:
-        pass
-    clock.advance(1.0)
-    statuses = [client.get("/v1/api-key").status_code for _ in range(7)]
-    assert statuses == [200] * 6 + [429]
-    emu.configure(background_rps=20)
-    clock.advance(5.0)  # others use more than the limit: the bucket stays empty
-    assert client.get("/v1/api-key").status_code == 429
-
-
-def test_auth_is_checked_before_the_rate_limit(client: httpx.Client, emu: LoopsEmulator) -> None:
-    emu.configure(rate_limit=1)
-    assert client.get("/v1/api-key").status_code == 200
-    assert client.get("/v1/api-key", headers={"Authorization": "Bearer nope"}).status_code == 401
-    assert client.get("/v1/api-key").status_code == 429
-
-
-def test_unlimited_still_sends_headers(client: httpx.Client) -> None:
-    response = client.get("/v1/api-key")
-    assert int(response.headers["x-ratelimit-limit"]) >= 1000
-    assert int(response.headers["x-ratelimit-remaining"]) >= 1000
-
-
-# -- faults and latency ----------------------------------------------------------------------------
-
-
-def test_fail_rate_answers_500_json(client: httpx.Client, emu: LoopsEmulator) -> None:
-    emu.configure(faults=Faults(fail_rate=1.0))
-    response = create(client, email="ann@example.com")
-    assert response.status_code == 500
-    assert response.json() == {"success": False, "message": "Internal server error"}
-    assert emu.contacts() == []
-
-
-def test_html_502_is_not_json(client: httpx.Client, emu: LoopsEmulator) -> None:
-    emu.configure(faults=Faults(html_502_rate=1.0))
-    response = client.get("/v1/api-key")
-    assert response.status_code == 502
-    assert response.headers["content-type"].startswith("text/html")
-    assert "<html>" in response.text
-
-
-@pytest.mark.parametrize(("share", "written"), [(1.0, True), (0.0, False)])
-def test_drop_raises_a_transport_error_and_may_apply_the_write(
-    client: httpx.Client, emu: LoopsEmulator, share: float, written: bool
-) -> None:
-    emu.configure(faults=Faults(drop_rate=1.0, drop_after_write_share=share))
-    with pytest.raises(httpx.RemoteProtocolError):
-        create(client, email="ann@example.com")
-    assert (emu.contact("ann@example.com") is not None) is written
-    assert emu.stats()["writes"] == int(written)
-    assert emu.stats()["dropped"] == 1
-    (entry,) = emu.request_log()
-    assert entry["dropped"] is True
-    emu.configure(faults=Faults())
-    # The retry of a create whose response was lost meets a 409, as with Loops.
-    assert create(client, email="ann@example.com").status_code == (409 if written else 200)
-
-
-def test_fault_draws_are_reproducible_with_a_seed() -> None:
-    def statuses(seed: int) -> list[int]:
-        emulator = LoopsEmulator(rate_limit=0, faults=Faults(fail_rate=0.3, html_502_rate=0.2), seed=seed)
-        return [emulator.handle("GET", "/v1/api-key", AUTH, b"").status for _ in range(200)]
-
-    first = statuses(3)
-    assert first == statuses(3)
-    assert first != statuses(4)
-    assert 40 <= first.count(500) <= 80
-    assert 20 <= first.count(502) <= 60
-
-
-def test_latency_jitter_and_spikes_go_through_the_injected_sleep(
-    client: httpx.Client, emu: LoopsEmulator, sleeps: list[float]
-) -> None:
-    emu.configure(faults=Faults(latency_ms=100))
-    client.get("/v1/api-key")
-    assert sleeps == [pytest.approx(0.1)]
-    sleeps.clear()
-    emu.configure(faults=Faults(latency_ms=10, jitter_ms=20, spike_rate=0.5, spike_ms=1000))
-    for _ in range(50):
-        client.get("/v1/api-key")
-    assert all(0.01 <= s <= 0.03 or 1.01 <= s <= 1.03 for s in sleeps)
-    assert any(s > 1 for s in sleeps) and any(s < 1 for s in sleeps)
-
-
-def test_faults_are_validated() -> None:
-    with pytest.raises(ValueError):
-        Faults(fail_rate=1.5)
-    with pytest.raises(ValueError):
-        Faults(fail_rate=0.6, drop_rate=0.6)
-    with pytest.raises(ValueError):
-        Faults(latency_ms=-1)
-
-
 # -- inspection ------------------------------------------------------------------------------------
 
 
@@ -530,6 +363,8 @@ def test_stats_and_request_log(client: httpx.Client, emu: LoopsEmulator) -> None
         "writes": 1,
         "rate_limited": 0,
         "dropped": 0,
+        "outage": 0,
+        "background": {"requests": 0, "rate_limited": 0},
     }
     log = emu.request_log()
     assert log[0] == {
@@ -539,6 +374,7 @@ def test_stats_and_request_log(client: httpx.Client, emu: LoopsEmulator) -> None
         "json": {"email": "ann@example.com"},
         "status": 200,
         "dropped": False,
+        "outage": False,
         "at": 1000.0,  # the fake clock's reading when the request arrived
     }
     assert log[2]["query"] == {"email": "ann@example.com"}
@@ -572,138 +408,3 @@ def test_seed_contact_and_reset(client: httpx.Client, emu: LoopsEmulator) -> Non
     custom = client.get("/v1/contacts/properties", params={"list": "custom"}).json()
     assert [p["key"] for p in custom] == ["score", "team"]
     assert len(client.get("/v1/lists").json()) == 2
-
-
-# -- over a real loopback socket -------------------------------------------------------------------
-
-
-@pytest.fixture
-def server(emu: LoopsEmulator) -> Iterator[EmulatorServer]:
-    with EmulatorServer(emu) as running:
-        yield running
-
-
-@pytest.fixture
-def http(server: EmulatorServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, headers=AUTH, timeout=5) as c:
-        yield c
-
-
-def test_server_keeps_the_connection_alive(server: EmulatorServer, http: httpx.Client) -> None:
-    assert server.url.startswith("http://127.0.0.1:") and server.url.endswith("/api")
-    local_ports = set()
-    for n in range(5):
-        response = create(http, email=f"user{n}@example.com")
-        assert response.status_code == 200
-        local_ports.add(response.extensions["network_stream"].get_extra_info("client_addr")[1])
-    assert len(local_ports) == 1
-    assert len(find(http, email="user3@example.com")) == 1
-    assert http.get("/v1/contacts/create").status_code == 405
-
-
-def test_server_drop_is_a_transport_error(server: EmulatorServer, http: httpx.Client) -> None:
-    server.emulator.configure(faults=Faults(drop_rate=1.0, drop_after_write_share=1.0))
-    with pytest.raises(httpx.TransportError):
-        create(http, email="ann@example.com")
-    assert server.emulator.contact("ann@example.com") is not None
-    server.emulator.configure(faults=Faults())
-    assert create(http, email="bob@example.com").status_code == 200
-
-
-def test_server_502_html_and_latency(server: EmulatorServer, http: httpx.Client) -> None:
-    server.emulator.configure(faults=Faults(html_502_rate=1.0, latency_ms=50))
-    started = time.monotonic()
-    response = http.get("/v1/api-key")
-    assert time.monotonic() - started >= 0.05
-    assert response.status_code == 502
-    assert response.headers["content-type"] == "text/html"
-    assert "502 Bad Gateway" in response.text
-
-
-def test_server_control_endpoints(server: EmulatorServer, http: httpx.Client) -> None:
-    root = server.url.removesuffix("/api")
-    with httpx.Client(base_url=root, timeout=5) as control:  # no API key needed
-        assert control.post("/_emulator/lists", json={"id": "vip", "name": "VIP"}).status_code == 200
-        assert (
-            control.post("/_emulator/properties", json={"name": "score", "type": "number"}).status_code == 200
-        )
-        seeded = [{"email": "ann@example.com", "score": 5, "mailingLists": {"vip": True}}]
-        assert control.post("/_emulator/seed", json=seeded).status_code == 200
-        assert (
-            control.post("/_emulator/config", json={"rate_limit": 1, "faults": {"latency_ms": 1}}).status_code
-            == 200
-        )
-        assert http.get("/v1/api-key").status_code == 200
-        assert http.get("/v1/api-key").status_code == 429
-        (contact,) = control.get("/_emulator/contacts").json()
-        assert (contact["score"], contact["mailingLists"]) == (5, {"vip": True})
-        stats = control.get("/_emulator/stats").json()
-        assert (stats["requests"], stats["rate_limited"]) == (2, 1)
-        assert [e["status"] for e in control.get("/_emulator/requests").json()] == [200, 429]
-        assert server.emulator.rate_limit == 1
-        assert server.emulator.faults == Faults(latency_ms=1)
-        assert control.post("/_emulator/seed", json={"email": "x"}).status_code == 400
-        for bad_config in ({"faults": {"nope": 1}}, {"strict_properties": "yes"}, {"rate_limit": "fast"}):
-            assert control.post("/_emulator/config", json=bad_config).status_code == 400
-        assert control.get("/api/_emulator/nothing").status_code == 404
-        assert control.post("/_emulator/reset").status_code == 200
-        assert control.get("/_emulator/contacts").json() == []
-
-
-def test_server_reads_chunked_bodies(server: EmulatorServer, http: httpx.Client) -> None:
-    chunks = iter([b'{"email": "ann@', b'example.com", "firstName": "Ann"}'])
-    response = http.post("/v1/contacts/create", content=chunks, headers={"content-type": "application/json"})
-    assert response.status_code == 200
-    assert server.emulator.request_log()[0]["json"] == {"email": "ann@example.com", "firstName": "Ann"}
-
-
-@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "example.com", "::"])
-def test_server_refuses_non_loopback_hosts(host: str) -> None:
-    with pytest.raises(ValueError):
-        EmulatorServer(host=host)
-
-
-# -- CLI -------------------------------------------------------------------------------------------
-
-
-def parse_cli(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    emulator_cli.add_arguments(parser)
-    return parser.parse_args(argv)
-
-
-def test_cli_defaults_and_non_loopback_host(capsys: pytest.CaptureFixture[str]) -> None:
-    args = parse_cli()
-    assert (args.host, args.port, args.api_key, args.rate_limit) == ("127.0.0.1", 8787, "test-key", 10.0)
-    assert emulator_cli.run(parse_cli("--host", "0.0.0.0")) == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert "loopback" in captured.err and captured.err.count("\n") == 1
-
-
-def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
-    ready = tmp_path / "url"
-    code = (
-        "import argparse, sys; from bulksync.emulator import cli; p = argparse.ArgumentParser(); "
-        "cli.add_arguments(p); sys.exit(cli.run(p.parse_args(sys.argv[1:])))"
-    )
-    argv = [sys.executable, "-c", code, "--port", "0", "--api-key", "k", "--ready-file", str(ready)]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    with subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    ) as process:
-        try:
-            deadline = time.monotonic() + 10
-            while not ready.exists() or not ready.read_text().endswith("\n"):
-                assert process.poll() is None and time.monotonic() < deadline
-                time.sleep(0.02)
-            url = ready.read_text().strip()
-            response = httpx.get(f"{url}/v1/api-key", headers={"Authorization": "Bearer k"}, timeout=5)
-            assert response.status_code == 200
-            process.send_signal(signal.SIGTERM)
-            out, err = process.communicate(timeout=10)
-        finally:
-            if process.poll() is None:
-                process.kill()
-    assert process.returncode == 0, err
-    assert out == f"Loops emulator listening on {url} (api key: k)\n"
