@@ -2,13 +2,16 @@
 
 A batch is parsed by polars with every value as text; a row longer than the header is set aside as
 malformed (its line named) instead of failing the file, so a file of any size passes through a
-bounded amount of memory.
+bounded amount of memory (no record may pass ``records.MAX_RECORD_BYTES``). A last record without a
+line end and with fewer fields than the header is rejected as cut short: the export was still being
+written.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator
 from itertools import chain
 from pathlib import Path
@@ -17,10 +20,12 @@ import polars as pl
 
 from bulksync.columns import ROW
 from bulksync.errors import InputError
+from bulksync.source import records
 from bulksync.source.batch import Source, SourceStream
 from bulksync.source.text import utf8_text
 
 _MAX_CELL = (1 << 31) - 1
+_BLANKS = re.compile(rb"[ \t\n\r\x0b\x0c]*")  # what bytes.strip() takes away: blank lines before the header
 BATCH_BYTES = 16 << 20  # parse about this much CSV per batch (~200,000 rows): measured faster than 8 or 48 MB
 
 
@@ -42,16 +47,7 @@ def open_csv(path: Path, blocks: Iterator[bytes], delimiter: str | None) -> Sour
 
     ``delimiter`` None: sniffed from the header line.
     """
-    head = b""
-    start = 0  # past the blank lines before the header (polars would skip them too)
-    blank = 0
-    for block in chain(blocks, [b""]):
-        head += block
-        while (line_end := head.find(b"\n", start)) >= 0 and not head[start:line_end].strip():
-            start, blank = line_end + 1, blank + 1
-        if line_end >= 0 or not block:
-            break
-    head = head[start:]
+    head, blank = _header_block(path, blocks)
     if not head.strip():
         raise InputError(f"{path}: the file is empty; expected a header line such as 'email,firstName'")
     line = blank + 1
@@ -76,73 +72,102 @@ def open_csv(path: Path, blocks: Iterator[bytes], delimiter: str | None) -> Sour
     return SourceStream(header, batches)
 
 
+def _header_block(path: Path, blocks: Iterator[bytes]) -> tuple[bytes, int]:
+    """The file from its header line on, as far as read (at least the whole header line, or all of a
+    short file), and how many blank lines came before the header (polars would skip them too)."""
+    head = b""  # before the header line is found: a trailing line of blanks only, then the block
+    parts: list[bytes] = []  # from the start of the header line on
+    size = 0
+    blank = 0
+    for block in chain(blocks, [b""]):
+        if parts:  # the header line has begun: read on to its end
+            if not block:
+                break
+            parts.append(block)
+            size += len(block)
+            if b"\n" in block:
+                break
+        else:
+            head += block
+            text = _blank_prefix(head)
+            if text == len(head) and block:  # only blank lines so far: count them, keep nothing
+                keep = head.rfind(b"\n") + 1
+                blank += head.count(b"\n", 0, keep)
+                head = head[keep:]
+                size = len(head)
+            else:
+                start = head.rfind(b"\n", 0, text) + 1
+                blank += head.count(b"\n", 0, start)
+                parts, size = [head[start:]], len(head) - start
+                if b"\n" in parts[0] or not block:
+                    break
+        if size > records.MAX_RECORD_BYTES:  # never a header: do not read the whole file looking for its end
+            raise records.too_long(path, blank + 1, "header line")
+    head = b"".join(parts)
+    end = head.find(b"\n")
+    if (end + 1 if end >= 0 else len(head)) > records.MAX_RECORD_BYTES:
+        raise records.too_long(path, blank + 1, "header line")
+    return head, blank
+
+
+def _blank_prefix(data: bytes) -> int:
+    """How many bytes ``data`` starts with that ``bytes.strip()`` would take away (found without a copy)."""
+    match = _BLANKS.match(data)
+    return match.end() if match else 0
+
+
 def _csv_batches(
     header: Source, header_bytes: bytes, blocks: Iterable[bytes], *, separator: str, width: int
 ) -> Iterator[Source]:
-    records = 0  # records in earlier batches: the next batch's ROW numbers follow them
-    lines = header.header_lines  # source lines before the batch (counted in the reader's thread)
-    for chunk in _record_chunks(blocks, header_bytes):
-        batch, count = _csv_batch(header, chunk, separator=separator, width=width, records_before=records,
-                                  lines_before=lines)
+    records_before = 0  # records in earlier batches: the next batch's ROW numbers follow them
+    for chunk in records.record_chunks(blocks, header_bytes, path=header.path, lines_before=header.header_lines,
+                                       batch_bytes=BATCH_BYTES):
+        data, cut_short = chunk.data, None
+        if chunk.unfinished is not None:
+            cut_short = _cut_short(header.path, chunk.unfinished, separator, width)
+            if cut_short is None:
+                # A last line without a line break: polars would forgive it an extra (empty) field, which
+                # any other line is rejected for; with the break, every line meets the same rule.
+                data += chunk.unfinished.data + b"\n"
+        batch, count = _csv_batch(header, data, separator=separator, width=width, records_before=records_before,
+                                  lines_before=chunk.lines_before, cut_short=cut_short)
         yield batch
-        records += count
-        lines += chunk.count(b"\n", len(header_bytes))
+        records_before += count
+
+
+def _cut_short(path: Path, record: records.Unfinished, separator: str, width: int) -> str | None:
+    """Why the file's last record, which has no line end, looks cut short (an export still being
+    written), or None: it ends inside quotes, or has fewer fields than the header."""
+    advice = "the file looks cut short (was it still being written?); export it again"
+    if record.open_quote:
+        return f"line {record.line}: the last record ends inside a quoted value with no line end; {advice}"
+    text = utf8_text(path, record.data, record.line - 1)
+    fields = _fields(text, separator)
+    if len(fields) < width:
+        return f"line {record.line}: the last record has {len(fields)} of {width} fields and no line end; {advice}"
+    return None
 
 
 def _csv_batch(
-    header: Source, data: bytes, *, separator: str, width: int, records_before: int, lines_before: int
+    header: Source, data: bytes, *, separator: str, width: int, records_before: int, lines_before: int,
+    cut_short: str | None = None,
 ) -> tuple[Source, int]:
-    """One batch (``data`` starts with the header line) and how many records it held."""
+    """One batch (``data`` starts with the header line) and how many records it held; ``cut_short``:
+    why the file's last record, left out of ``data``, is rejected."""
     frame, malformed = _parse_chunk(header.path, data, separator, width, lines_before)
     count = frame.height
     frame = frame.with_row_index(ROW, offset=records_before + 1)
     malformed = [(records_before + row, reason) for row, reason in malformed]
     if malformed:
         frame = frame.filter(~pl.col(ROW).is_in([row for row, _ in malformed]))
+    if cut_short is not None:  # a record of its own, after the parsed ones
+        count += 1
+        malformed.append((records_before + count, cut_short))
     source = Source(
         path=header.path, frame=frame, kinds=dict(header.kinds), malformed=malformed,
         header_lines=header.header_lines, may_hold_nul=b"\x00" in data,
     )
     return source, count
-
-
-def _record_chunks(blocks: Iterable[bytes], header: bytes) -> Iterator[bytes]:
-    """The records re-cut into batches of about ``BATCH_BYTES``, each starting with ``header`` and
-    ending at a record boundary: a line break with an even number of quote characters before it.
-
-    Always yields at least one batch (the header alone, for a file without records).
-    """
-    parts = [header]
-    size = 0
-    quotes = 0  # quote characters in parts[1:]
-    yielded = False
-    for block in blocks:
-        end = _record_end(block, quotes % 2) if size + len(block) >= BATCH_BYTES else None
-        if end is None:
-            parts.append(block)
-            size += len(block)
-            quotes += block.count(b'"')
-            continue
-        parts.append(block[:end])
-        yield b"".join(parts)
-        yielded = True
-        rest = block[end:]
-        parts, size, quotes = [header, rest], len(rest), rest.count(b'"')
-    if size or not yielded:
-        # A last line without a line break: polars would forgive it an extra (empty) field, which
-        # any other line is rejected for; with the break, every line meets the same rule.
-        yield b"".join(parts) if not size or parts[-1].endswith(b"\n") else b"".join([*parts, b"\n"])
-
-
-def _record_end(block: bytes, parity: int) -> int | None:
-    """Just past the last line break in ``block`` outside quotes, given the parity of the quotes before it."""
-    end = block.rfind(b"\n")
-    quotes = parity + block.count(b'"', 0, end) if end >= 0 else 0
-    while end >= 0 and quotes % 2:
-        previous = block.rfind(b"\n", 0, end)
-        quotes -= block.count(b'"', max(previous, 0), end)
-        end = previous
-    return None if end < 0 else end + 1
 
 
 def _parse_chunk(
@@ -188,14 +213,25 @@ def _ragged_records(text: str, separator: str, width: int, lines_before: int = 0
     """
     limit = csv.field_size_limit(_MAX_CELL)  # the module's default (131,072) is less than a cell may hold
     try:
-        records = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
-        next(records, None)
+        parsed = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
+        next(parsed, None)
         return [
-            (number, f"line {lines_before + records.line_num}: {len(fields)} fields but the header has {width}; "
+            (number, f"line {lines_before + parsed.line_num}: {len(fields)} fields but the header has {width}; "
                      "check its quoting and separators")
-            for number, fields in enumerate(records, start=1)
+            for number, fields in enumerate(parsed, start=1)
             if len(fields) > width
         ]
+    except csv.Error:
+        return []
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _fields(record: str, separator: str) -> list[str]:
+    """The fields of one record (its quotes closed), by the csv module."""
+    limit = csv.field_size_limit(_MAX_CELL)
+    try:
+        return next(csv.reader(io.StringIO(record, newline=""), delimiter=separator), [])
     except csv.Error:
         return []
     finally:

@@ -392,3 +392,23 @@ def test_hashes_after_applies_saves_and_forgets() -> None:
     after = hashes_after(known, {"b": 20, "c": None, "d": 4})
 
     assert sorted(after.rows()) == [("a", 1), ("b", 20), ("d", 4)]
+
+
+def test_the_filled_fields_of_a_wide_plan_list_each_frames_columns_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # ``name in frame.columns`` for each field built the list of names once per field: quadratic in
+    # the number of columns (8,000 columns: seconds in this step alone).
+    names = [f"c{n}" for n in range(2000)]
+    wide = pl.DataFrame({name: ["x" if name != "c7" else None] for name in names})
+    classified = diff.Classified(new=wide, changed=wide.clear(), missing=[], unchanged=0)
+    listed = 0
+    columns = pl.DataFrame.columns
+
+    def counted(frame: pl.DataFrame) -> list[str]:
+        nonlocal listed
+        listed += 1
+        return columns.fget(frame)  # type: ignore[attr-defined, no-any-return]
+
+    monkeypatch.setattr(pl.DataFrame, "columns", property(counted))
+
+    assert classified.filled(names) == [name for name in names if name != "c7"]
+    assert listed <= 2
