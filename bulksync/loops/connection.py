@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
+from typing import Any, NoReturn
 
 from bulksync.config import CreateVia, HttpConfig, Runtime
-from bulksync.errors import ApiError, RejectedError, RetriableError
-from bulksync.loops.client import LoopsClient
-from bulksync.loops.push import Pusher
+from bulksync.errors import ApiError, ConfigError, Interrupted
+from bulksync.loops.client import LoopsClient, RedirectError
+from bulksync.loops.push import STOP_GRACE_S, Pusher
 from bulksync.loops.throttle import RateLimiter
 from bulksync.source.mapping import property_types
 
@@ -25,9 +23,10 @@ class Connection:
         self.limiter = RateLimiter(http.rate_limit, clock=runtime.clock, sleep=runtime.sleep)
         self.client = LoopsClient(
             http.api_key, http.base_url,
-            timeout=httpx.Timeout(http.read_timeout, connect=http.connect_timeout),
+            timeout=http.read_timeout, connect_timeout=http.connect_timeout,
             transport=runtime.transport, max_connections=max(4, http.concurrency),
             on_response=lambda info: self.limiter.on_response(*info),
+            should_stop=runtime.should_stop, stop_grace_s=STOP_GRACE_S,
         )
         self._reads = self.pusher({})
         self._team: str | None = None
@@ -42,8 +41,8 @@ class Connection:
         if self._team is None:
             try:
                 answer = self._reads.check_key()
-            except (RetriableError, RejectedError) as exc:
-                raise ApiError(f"could not check the API key: {exc}", exc.status) from None
+            except ApiError as exc:
+                self._failed("the API key check", "could not check the API key", exc)
             self._team = str(answer.get("teamName") or "(unnamed team)")
         return self._team
 
@@ -52,8 +51,16 @@ class Connection:
         self.check_key()
         try:
             return self._reads.call(request, what, [0])
-        except (RetriableError, RejectedError) as exc:
-            raise ApiError(f"could not read {what} from Loops: {exc}", exc.status) from None
+        except ApiError as exc:
+            self._failed(what, f"could not read {what} from Loops", exc)
+
+    def _failed(self, what: str, prefix: str, exc: ApiError) -> NoReturn:
+        """A request made before any contact is sent failed: the run stops, saying why."""
+        if self.runtime.should_stop():  # the stop, not Loops, ended it (the CLI exits 130 or 143)
+            raise Interrupted(f"the run was stopped during {what}; no contact was sent") from None
+        if isinstance(exc, RedirectError):  # the base URL is wrong, or Loops moved: a configuration matter
+            raise ConfigError(f"{prefix}: {exc}; nothing was sent") from None
+        raise ApiError(f"{prefix}: {exc}", exc.status) from None
 
     def properties(self) -> list[dict[str, Any]]:
         return self.read("the account's properties", self.client.properties)  # type: ignore[no-any-return]
