@@ -27,6 +27,7 @@ from bulksync.config import (
     Runtime,
     SyncConfig,
     delimiter,
+    duration,
     positive_number,
     whole_number,
 )
@@ -63,6 +64,7 @@ _positive_float = _flag_type(positive_number, "positive_number")
 _positive_int = _flag_type(lambda text: whole_number(text, 1), "whole_number")
 _non_negative_int = _flag_type(lambda text: whole_number(text, 0), "whole_number")
 _delimiter = _flag_type(delimiter, "delimiter")
+_duration = _flag_type(duration, "duration")
 
 
 def _run_limit(text: str) -> RunLimit:
@@ -107,6 +109,9 @@ def _add_push_arguments(parser: argparse.ArgumentParser, *, planning: bool = Tru
                                  "request each, never re-subscribing) or create (a 409 then falls back to update)")
     parser.add_argument("--timeout", type=_positive_float, default=30.0, metavar="SECONDS",
                         help="give up on a response after this long and retry (default: 30)")
+    parser.add_argument("--outage-wait", type=_duration, default=900.0, metavar="DURATION",
+                        help="when Loops fails every request, hold and probe this long (90s, 15m, 1h) before "
+                             "stopping cleanly; rows not sent go next run (default: 15m)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (off anyway off a terminal)")
     parser.add_argument("--base-url", help=f"Loops API base URL (default: $LOOPS_BASE_URL or {DEFAULT_BASE_URL})")
 

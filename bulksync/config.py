@@ -75,6 +75,7 @@ class HttpConfig:
     max_retries: int = 6
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
+    outage_wait: float = 900.0  # seconds a run rides out Loops failing every request (--outage-wait)
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,16 @@ def _number(value: Any, kind: type[float]) -> float:
     return kind(value)
 
 
+def duration(value: Any) -> float:
+    """Seconds from ``90``, ``90s``, ``15m`` or ``1h`` (0 or more); raises ValueError otherwise."""
+    text = str(value).strip().lower()
+    scale = {"s": 1, "m": 60, "h": 3600}.get(text[-1:], 0)
+    number = _number(text[:-1] if scale else text, float) * (scale or 1)
+    if not (math.isfinite(number) and number >= 0):
+        raise ValueError(f"expected a duration such as 90s, 15m or 1h, got {value}")
+    return number
+
+
 def delimiter(value: Any) -> str:
     """One separator character; ``tab`` or ``\\t`` for a tab."""
     text = {"\\t": "\t", "tab": "\t"}.get(str(value), str(value))
@@ -166,6 +177,7 @@ SYNC_OPTIONS: dict[str, tuple[str, str]] = {
     "mode": ("mode", "mode"), "limit": ("limit", "count"), "create_via": ("create_via", "create_via"),
     "rate_limit": ("http.rate_limit", "positive"), "concurrency": ("http.concurrency", "count"),
     "max_retries": ("http.max_retries", "retries"), "timeout": ("http.read_timeout", "positive"),
+    "outage_wait": ("http.outage_wait", "duration"),
 }
 _CHOICES = {"key": ("email", "userId"), "report_format": ("csv", "jsonl"),
             "mode": ("upsert", "create-only", "update-only"), "create_via": ("create", "update")}
@@ -245,6 +257,8 @@ def _converted(name: str, kind: str, value: Any) -> Any:
             return delimiter(value)
         if kind == "positive":
             return positive_number(value)
+        if kind == "duration":
+            return duration(value)
         return whole_number(value, 0 if kind == "retries" else 1)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"option {name}={value!r}: {exc}") from None

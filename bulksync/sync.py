@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bulksync")
 PREVIEW_ACTIONS = 20
+OUTAGE_NOT_PROCESSED = "not processed: Loops failed every request for longer than --outage-wait; sent next run"
 
 __all__ = ["SyncResult", "apply_plan", "record_baseline", "run_sync"]
 
@@ -328,8 +329,16 @@ def _execute(
     outcome = "failed"
     try:
         loops.check_key()  # a bad key fails here, after one request, before any write
-        push_all(actions, pusher.execute, run.config.http.concurrency, on_outcome, should_stop=run.runtime.should_stop)
-        outcome = "interrupted" if run.runtime.should_stop() else ("failed rows" if summary.failed else "ok")
+        pending = iter(actions)
+        stopping = lambda: run.runtime.should_stop() or loops.breaker.gave_up  # noqa: E731
+        push_all(pending, pusher.execute, run.config.http.concurrency, on_outcome, should_stop=stopping)
+        if loops.breaker.gave_up:  # what was never tried is in the report, and goes out next run
+            for action in pending:
+                report.skipped(action.row, action.key, action.kind, OUTAGE_NOT_PROCESSED)
+                summary.skipped += 1
+            outcome = "stopped: Loops did not answer"
+        else:
+            outcome = "interrupted" if run.runtime.should_stop() else ("failed rows" if summary.failed else "ok")
     finally:
         recorder.flush()
         summary.requests = loops.requests

@@ -6,6 +6,7 @@ from typing import Any, NoReturn
 
 from bulksync.config import CreateVia, HttpConfig, Runtime
 from bulksync.errors import ApiError, ConfigError, Interrupted
+from bulksync.loops.breaker import OutageBreaker
 from bulksync.loops.client import LoopsClient, RedirectError
 from bulksync.loops.push import STOP_GRACE_S, Pusher
 from bulksync.loops.throttle import RateLimiter
@@ -21,6 +22,7 @@ class Connection:
         self.runtime = runtime
         self.create_via = create_via
         self.limiter = RateLimiter(http.rate_limit, clock=runtime.clock, sleep=runtime.sleep)
+        self.breaker = OutageBreaker(http.outage_wait, clock=runtime.clock, sleep=runtime.sleep)
         self.client = LoopsClient(
             http.api_key, http.base_url,
             timeout=http.read_timeout, connect_timeout=http.connect_timeout,
@@ -34,7 +36,7 @@ class Connection:
     def pusher(self, types: dict[str, str], *, create_only: bool = False) -> Pusher:
         return Pusher(self.client, self.limiter, types, max_retries=self.http.max_retries,
                       sleep=self.runtime.sleep, create_via=self.create_via, should_stop=self.runtime.should_stop,
-                      create_only=create_only)
+                      create_only=create_only, breaker=self.breaker)
 
     def check_key(self) -> str:
         """The team's name; asked once per run. A bad key raises AuthError after one request."""

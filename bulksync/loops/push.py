@@ -17,8 +17,18 @@ from typing import TYPE_CHECKING, Any
 
 from bulksync import logs
 from bulksync.config import CreateVia, Sleep
-from bulksync.errors import ApiError, AuthError, ConflictError, NotFoundError, NotSent, RejectedError
+from bulksync.errors import (
+    ApiError,
+    AuthError,
+    ConflictError,
+    NotFoundError,
+    NotSent,
+    RateLimited,
+    RejectedError,
+    RetriableError,
+)
 from bulksync.fields import LIST_PREFIX, payload_from_fields
+from bulksync.loops.breaker import OutageBreaker
 from bulksync.loops.retry import retry_policy
 from bulksync.loops.throttle import RateLimiter
 from bulksync.plan.actions import Action, unsubscribed
@@ -100,8 +110,10 @@ class Pusher:
         create_via: CreateVia = "update",
         should_stop: Callable[[], bool] = lambda: False,
         create_only: bool = False,
+        breaker: OutageBreaker | None = None,
     ) -> None:
         self.client = client
+        self.breaker = breaker
         self.limiter = limiter
         self.types = types
         self.max_retries = max_retries
@@ -187,14 +199,28 @@ class Pusher:
     def call(self, request: Callable[[], Any], what: str, attempts: list[int], action: Action | None = None) -> Any:
         """One request under the rate limit, retried by policy; ``attempts`` counts the tries sent."""
 
+        counted = [0]  # tries that count against --max-retries: an outage's probes do not
+
         def once() -> Any:
+            probe = self.breaker.before_request(self._should_stop) if self.breaker else False
             self.limiter.acquire()
             if self._should_stop():
                 raise NotSent(NOT_SENT)
             attempts[0] += 1
-            return request()
+            counted[0] += 0 if probe else 1
+            try:
+                answer = request()
+            except RateLimited:
+                raise  # Loops answered: no outage
+            except RetriableError:
+                if self.breaker:
+                    self.breaker.failed(probe)
+                raise
+            if self.breaker:
+                self.breaker.succeeded(probe)
+            return answer
 
-        return retry_policy(self.max_retries, self.sleep, before_sleep=_log_retry(what, action))(once)
+        return retry_policy(self.max_retries, self.sleep, before_sleep=_log_retry(what, action), counted=counted)(once)
 
     def _send(self, endpoint: Callable[[dict[str, Any]], Any], send: Sent, attempts: list[int], action: Action) -> Any:
         body = payload_from_fields(send, self.types)
@@ -296,10 +322,12 @@ def push_all(
         return True
 
     try:
-        for position, action in enumerate(actions):
-            if should_stop() or auth_error:
-                break
+        upcoming = iter(actions)
+        position = 0
+        # Stop before taking the next action, not after: one taken and dropped would be in no report.
+        while not (should_stop() or auth_error) and (action := next(upcoming, None)) is not None:
             pending[pool.submit(action)] = (position, action)
+            position += 1
             while len(pending) >= concurrency * 2 and not should_stop() and settle_some():
                 pass
         while pending and settle_some():

@@ -36,11 +36,19 @@ def retry_policy(
     sleep: Sleep,
     before_sleep: Callable[[RetryCallState], None] | None = None,
     initial_wait: float = 0.5,
+    counted: list[int] | None = None,
 ) -> Retrying:
-    """Retry only what is worth retrying, ``max_retries`` times after the first try, then re-raise."""
+    """Retry only what is worth retrying, ``max_retries`` times after the first try, then re-raise.
+
+    With ``counted`` (the tries that count, kept by the caller), only those use up the retries: an
+    outage's probes, made while the breaker holds the run, do not fail a row.
+    """
+    stop: Callable[[RetryCallState], bool] = stop_after_attempt(max_retries + 1)
+    if counted is not None:
+        stop = lambda state: counted[0] >= max_retries + 1  # noqa: E731 (a one-line tenacity stop)
     return Retrying(
         retry=retry_if_exception_type(RetriableError),
-        stop=stop_after_attempt(max_retries + 1),
+        stop=stop,
         wait=wait_retry_after_or_backoff(initial=initial_wait),
         sleep=sleep,
         before_sleep=before_sleep,
