@@ -298,3 +298,15 @@ def test_the_dry_run_shows_what_a_create_sends(cli: Any, workdir: Path) -> None:
     plan_line = json.loads((workdir / "one.plan").read_text().splitlines()[1])
     assert plan_line["request"]["body"] == {"email": "ada@example.com", "firstName": "Ada"}
     assert plan_line["send"] == {"email": "ada@example.com", "firstName": "Ada"} and plan_line["withheld"] is True
+
+
+def test_a_jsonl_line_nested_100_000_deep_rejects_that_row_only(workdir: Path, team: LoopsEmulator,
+                                                               runtime: Runtime) -> None:
+    deep = '{"email": "deep@example.com", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    (workdir / "deep.jsonl").write_text('{"email": "ok@example.com"}\n' + deep + "\n")
+
+    result = run_sync(run_config("deep.jsonl"), runtime)
+
+    assert (result.summary.created, result.summary.rejected) == (1, 1)
+    [reject] = [row for row in report_rows(workdir) if row["action"] == "reject"]
+    assert (reject["row"], reject["error"]) == ("2", "nested too deeply to read; a contact's values are flat")

@@ -100,6 +100,9 @@ def _jsonl_chunks(
         except json.JSONDecodeError as exc:
             malformed.append((number, f"malformed JSON at column {exc.colno}: {exc.msg}"))
             continue
+        except RecursionError:  # '[[[[...' 100,000 deep: that row is at fault, not the run
+            malformed.append((number, "nested too deeply to read; a contact's values are flat"))
+            continue
         if not isinstance(record, dict):
             malformed.append((number, f"line is JSON {type(record).__name__}, not an object"))
             continue
