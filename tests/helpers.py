@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from bulksync.config import SyncConfig, sync_config
 from bulksync.emulator import EmulatorServer, LoopsEmulator
 from bulksync.state import open_state
@@ -130,3 +132,21 @@ def report_rows(workdir: Path) -> list[dict[str, str]]:
 def state_fields(workdir: Path) -> dict[str, dict[str, str]]:
     with open_state(workdir / "state.db", readonly=True) as state:
         return dict(state.contacts())
+
+
+def api_create(client: httpx.Client, **body: Any) -> httpx.Response:
+    """``POST /v1/contacts/create`` through a client of the emulator."""
+    return client.post("/v1/contacts/create", json=body)
+
+
+def api_update(client: httpx.Client, **body: Any) -> httpx.Response:
+    """``PUT /v1/contacts/update`` through a client of the emulator."""
+    return client.put("/v1/contacts/update", json=body)
+
+
+def api_find(client: httpx.Client, **params: str) -> list[dict[str, Any]]:
+    """``GET /v1/contacts/find``, which must answer 200."""
+    response = client.get("/v1/contacts/find", params=params)
+    assert response.status_code == 200, response.text
+    found: list[dict[str, Any]] = response.json()
+    return found

@@ -12,27 +12,19 @@ import httpx
 import pytest
 
 from bulksync.emulator import LoopsEmulator
+from tests.helpers import api_create, api_find, api_update
 
 AUTH = {"Authorization": "Bearer test-key"}
 
 
-def create(client: httpx.Client, **body: Any) -> httpx.Response:
-    return client.post("/v1/contacts/create", json=body)
 
 
-def update(client: httpx.Client, **body: Any) -> httpx.Response:
-    return client.put("/v1/contacts/update", json=body)
 
 
-def find(client: httpx.Client, **params: str) -> list[dict[str, Any]]:
-    response = client.get("/v1/contacts/find", params=params)
-    assert response.status_code == 200, response.text
-    found: list[dict[str, Any]] = response.json()
-    return found
 
 
 def the_contact(client: httpx.Client, email: str) -> dict[str, Any]:
-    (contact,) = find(client, email=email)
+    (contact,) = api_find(client, email=email)
     return contact
 
 
@@ -73,12 +65,12 @@ def test_unknown_path_404_wrong_method_405_bad_json_400(client: httpx.Client) ->
 
 
 def test_create_then_find_returns_the_loops_contact_shape(client: httpx.Client) -> None:
-    response = create(client, email="Ann@Example.com", firstName="Ann", userId="u1")
+    response = api_create(client, email="Ann@Example.com", firstName="Ann", userId="u1")
     assert response.status_code == 200
     body = response.json()
     assert body["success"] is True
     assert isinstance(body["id"], str) and len(body["id"]) == 25
-    assert find(client, email="  ann@EXAMPLE.com ") == [
+    assert api_find(client, email="  ann@EXAMPLE.com ") == [
         {
             "id": body["id"],
             "email": "Ann@Example.com",
@@ -92,9 +84,9 @@ def test_create_then_find_returns_the_loops_contact_shape(client: httpx.Client) 
             "optInStatus": None,
         }
     ]
-    assert find(client, userId="u1")[0]["id"] == body["id"]
-    assert find(client, email="nobody@example.com") == []
-    assert find(client, userId="u2") == []
+    assert api_find(client, userId="u1")[0]["id"] == body["id"]
+    assert api_find(client, email="nobody@example.com") == []
+    assert api_find(client, userId="u2") == []
 
 
 def test_find_needs_exactly_one_identifier(client: httpx.Client) -> None:
@@ -103,28 +95,28 @@ def test_find_needs_exactly_one_identifier(client: httpx.Client) -> None:
 
 
 def test_create_conflicts_on_email_or_user_id(client: httpx.Client) -> None:
-    assert create(client, email="ann@example.com", userId="u1").status_code == 200
-    assert create(client, email="ANN@example.com ").status_code == 409
-    assert create(client, email="other@example.com", userId="u1").status_code == 409
-    assert create(client, email="other@example.com", userId="u2").status_code == 200
+    assert api_create(client, email="ann@example.com", userId="u1").status_code == 200
+    assert api_create(client, email="ANN@example.com ").status_code == 409
+    assert api_create(client, email="other@example.com", userId="u1").status_code == 409
+    assert api_create(client, email="other@example.com", userId="u2").status_code == 200
 
 
 @pytest.mark.parametrize("email", ["", "plain", "a@b", "a b@c.com", "@c.com", None, 42])
 def test_create_rejects_missing_or_invalid_email(client: httpx.Client, email: Any) -> None:
-    assert create(client, email=email).status_code == 400
+    assert api_create(client, email=email).status_code == 400
 
 
 def test_create_rejects_bad_standard_values(client: httpx.Client) -> None:
-    assert create(client, email="a@b.co", firstName=5).status_code == 400
-    assert create(client, email="a@b.co", userId="").status_code == 400
-    assert create(client, email="a@b.co", id="x").status_code == 400
-    assert create(client, email="a@b.co", teamId="x").status_code == 400
+    assert api_create(client, email="a@b.co", firstName=5).status_code == 400
+    assert api_create(client, email="a@b.co", userId="").status_code == 400
+    assert api_create(client, email="a@b.co", id="x").status_code == 400
+    assert api_create(client, email="a@b.co", teamId="x").status_code == 400
     assert client.post("/v1/contacts/create", json={"firstName": "No email"}).status_code == 400
 
 
 def test_delete(client: httpx.Client) -> None:
-    create(client, email="ann@example.com", userId="u1")
-    create(client, email="bob@example.com", userId="u2")
+    api_create(client, email="ann@example.com", userId="u1")
+    api_create(client, email="bob@example.com", userId="u2")
     response = client.post("/v1/contacts/delete", json={"email": "ANN@example.com"})
     assert response.status_code == 200
     assert response.json() == {"success": True, "message": "Contact deleted."}
@@ -132,14 +124,14 @@ def test_delete(client: httpx.Client) -> None:
     assert client.post("/v1/contacts/delete", json={"userId": "u2"}).status_code == 200
     assert client.post("/v1/contacts/delete", json={"email": "x@y.co", "userId": "u3"}).status_code == 400
     assert client.post("/v1/contacts/delete", json={}).status_code == 400
-    assert find(client, userId="u2") == []
+    assert api_find(client, userId="u2") == []
 
 
 # -- update: the upsert ----------------------------------------------------------------------------
 
 
 def test_update_creates_when_nothing_matches(client: httpx.Client) -> None:
-    response = update(client, email="new@example.com", userId="u9", lastName="New")
+    response = api_update(client, email="new@example.com", userId="u9", lastName="New")
     assert response.status_code == 200
     contact = the_contact(client, "new@example.com")
     assert contact["id"] == response.json()["id"]
@@ -147,8 +139,8 @@ def test_update_creates_when_nothing_matches(client: httpx.Client) -> None:
 
 
 def test_update_matched_by_email_gets_the_user_id(client: httpx.Client) -> None:
-    created = create(client, email="Ann@example.com", firstName="Ann").json()["id"]
-    assert update(client, email="ann@example.com", userId="u1", lastName="Lee").json()["id"] == created
+    created = api_create(client, email="Ann@example.com", firstName="Ann").json()["id"]
+    assert api_update(client, email="ann@example.com", userId="u1", lastName="Lee").json()["id"] == created
     contact = the_contact(client, "ann@example.com")
     assert (contact["email"], contact["userId"], contact["firstName"], contact["lastName"]) == (
         "Ann@example.com",
@@ -159,86 +151,86 @@ def test_update_matched_by_email_gets_the_user_id(client: httpx.Client) -> None:
 
 
 def test_update_matched_by_user_id_changes_the_email(client: httpx.Client) -> None:
-    created = create(client, email="old@example.com", userId="u1").json()["id"]
-    assert update(client, email="new@example.com", userId="u1").json()["id"] == created
-    assert find(client, email="old@example.com") == []
+    created = api_create(client, email="old@example.com", userId="u1").json()["id"]
+    assert api_update(client, email="new@example.com", userId="u1").json()["id"] == created
+    assert api_find(client, email="old@example.com") == []
     assert the_contact(client, "new@example.com")["id"] == created
-    assert update(client, userId="u1", firstName="Only by id").status_code == 200
+    assert api_update(client, userId="u1", firstName="Only by id").status_code == 200
     assert the_contact(client, "new@example.com")["firstName"] == "Only by id"
 
 
 def test_update_matching_two_contacts_is_400(client: httpx.Client) -> None:
-    create(client, email="ann@example.com", userId="u1")
-    create(client, email="bob@example.com", userId="u2")
-    response = update(client, email="ann@example.com", userId="u2")
+    api_create(client, email="ann@example.com", userId="u1")
+    api_create(client, email="bob@example.com", userId="u2")
+    response = api_update(client, email="ann@example.com", userId="u2")
     assert response.status_code == 400
     assert "Multiple contacts found" in response.json()["message"]
 
 
 def test_update_needs_an_identifier_and_an_email_to_create(client: httpx.Client) -> None:
-    assert update(client, firstName="Nobody").status_code == 400
-    assert update(client, userId="unknown", firstName="Nobody").status_code == 400
-    assert update(client, email=None, userId=None).status_code == 400
+    assert api_update(client, firstName="Nobody").status_code == 400
+    assert api_update(client, userId="unknown", firstName="Nobody").status_code == 400
+    assert api_update(client, email=None, userId=None).status_code == 400
 
 
 # -- values ----------------------------------------------------------------------------------------
 
 
 def test_string_length_limit_counts_the_json_quotes(client: httpx.Client) -> None:
-    assert create(client, email="a@example.com", firstName="x" * 498).status_code == 200
-    too_long = create(client, email="b@example.com", firstName="x" * 499)
+    assert api_create(client, email="a@example.com", firstName="x" * 498).status_code == 200
+    too_long = api_create(client, email="b@example.com", firstName="x" * 499)
     assert too_long.status_code == 400
     assert too_long.json()["message"] == "Some body key or value is longer than allowable"
-    assert update(client, email="a@example.com", lastName="y" * 499).status_code == 400
+    assert api_update(client, email="a@example.com", lastName="y" * 499).status_code == 400
     assert the_contact(client, "a@example.com")["lastName"] is None
 
 
 def test_null_clears_and_omitted_keys_are_left_alone(client: httpx.Client) -> None:
-    create(client, email="ann@example.com", firstName="Ann", lastName="Lee", plan="pro")
-    update(client, email="ann@example.com", firstName=None, plan=None)
+    api_create(client, email="ann@example.com", firstName="Ann", lastName="Lee", plan="pro")
+    api_update(client, email="ann@example.com", firstName=None, plan=None)
     contact = the_contact(client, "ann@example.com")
     assert contact["firstName"] is None
     assert contact["lastName"] == "Lee"
     assert "plan" not in contact
-    assert update(client, email="ann@example.com", email_typo=None).status_code == 400  # not camelCase
+    assert api_update(client, email="ann@example.com", email_typo=None).status_code == 400  # not camelCase
 
 
 def test_subscribed_defaults_true_and_true_resubscribes(client: httpx.Client) -> None:
-    create(client, email="ann@example.com")
+    api_create(client, email="ann@example.com")
     assert the_contact(client, "ann@example.com")["subscribed"] is True
-    update(client, email="ann@example.com", subscribed=False)
-    update(client, email="ann@example.com", firstName="Still out")
+    api_update(client, email="ann@example.com", subscribed=False)
+    api_update(client, email="ann@example.com", firstName="Still out")
     assert the_contact(client, "ann@example.com")["subscribed"] is False
-    update(client, email="ann@example.com", subscribed=True)
+    api_update(client, email="ann@example.com", subscribed=True)
     assert the_contact(client, "ann@example.com")["subscribed"] is True
-    assert update(client, email="ann@example.com", subscribed="yes").status_code == 400
-    assert update(client, email="ann@example.com", subscribed=None).status_code == 400
+    assert api_update(client, email="ann@example.com", subscribed="yes").status_code == 400
+    assert api_update(client, email="ann@example.com", subscribed=None).status_code == 400
 
 
 def test_mailing_lists_add_remove_and_validation(client: httpx.Client) -> None:
-    create(client, email="ann@example.com", mailingLists={"news": True, "beta": False})
+    api_create(client, email="ann@example.com", mailingLists={"news": True, "beta": False})
     assert the_contact(client, "ann@example.com")["mailingLists"] == {"news": True}
-    update(client, email="ann@example.com", mailingLists={"news": False, "beta": True})
+    api_update(client, email="ann@example.com", mailingLists={"news": False, "beta": True})
     assert the_contact(client, "ann@example.com")["mailingLists"] == {"beta": True}
-    assert update(client, email="ann@example.com", mailingLists={"missing": True}).status_code == 400
-    assert update(client, email="ann@example.com", mailingLists={"news": "yes"}).status_code == 400
-    assert update(client, email="ann@example.com", mailingLists=["news"]).status_code == 400
+    assert api_update(client, email="ann@example.com", mailingLists={"missing": True}).status_code == 400
+    assert api_update(client, email="ann@example.com", mailingLists={"news": "yes"}).status_code == 400
+    assert api_update(client, email="ann@example.com", mailingLists=["news"]).status_code == 400
 
 
 def test_unsubscribed_contact_cannot_be_added_to_a_list(client: httpx.Client) -> None:
     assert (
-        create(client, email="out@example.com", subscribed=False, mailingLists={"news": True}).status_code
+        api_create(client, email="out@example.com", subscribed=False, mailingLists={"news": True}).status_code
         == 400
     )
-    create(client, email="ann@example.com", mailingLists={"beta": True})
-    rejected = update(client, email="ann@example.com", subscribed=False, mailingLists={"news": True})
+    api_create(client, email="ann@example.com", mailingLists={"beta": True})
+    rejected = api_update(client, email="ann@example.com", subscribed=False, mailingLists={"news": True})
     assert rejected.status_code == 400
     assert the_contact(client, "ann@example.com")["subscribed"] is True  # a rejected request changes nothing
-    update(client, email="ann@example.com", subscribed=False)
-    assert update(client, email="ann@example.com", mailingLists={"news": True}).status_code == 400
-    assert update(client, email="ann@example.com", mailingLists={"beta": False}).status_code == 200
+    api_update(client, email="ann@example.com", subscribed=False)
+    assert api_update(client, email="ann@example.com", mailingLists={"news": True}).status_code == 400
+    assert api_update(client, email="ann@example.com", mailingLists={"beta": False}).status_code == 200
     assert (
-        update(client, email="ann@example.com", subscribed=True, mailingLists={"news": True}).status_code
+        api_update(client, email="ann@example.com", subscribed=True, mailingLists={"news": True}).status_code
         == 200
     )
 
@@ -285,16 +277,16 @@ def test_property_creation_errors(client: httpx.Client, emu: LoopsEmulator, body
 def test_unknown_properties_are_auto_created_as_strings_unless_strict(
     client: httpx.Client, emu: LoopsEmulator
 ) -> None:
-    assert create(client, email="ann@example.com", favouriteColour="red").status_code == 200
+    assert api_create(client, email="ann@example.com", favouriteColour="red").status_code == 200
     assert the_contact(client, "ann@example.com")["favouriteColour"] == "red"
     assert {"key": "favouriteColour", "label": "Favourite Colour", "type": "string"} in client.get(
         "/v1/contacts/properties", params={"list": "custom"}
     ).json()
     emu.configure(strict_properties=True)
-    strict = update(client, email="ann@example.com", shoeSize="42")
+    strict = api_update(client, email="ann@example.com", shoeSize="42")
     assert strict.status_code == 400
     assert "shoeSize" in strict.json()["message"]
-    assert update(client, email="ann@example.com", favouriteColour="blue").status_code == 200
+    assert api_update(client, email="ann@example.com", favouriteColour="blue").status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -319,7 +311,7 @@ def test_typed_properties_accept(
     client: httpx.Client, emu: LoopsEmulator, type_: str, value: Any, stored: Any
 ) -> None:
     emu.add_property("prop", type_)
-    assert create(client, email="ann@example.com", prop=value).status_code == 200
+    assert api_create(client, email="ann@example.com", prop=value).status_code == 200
     assert the_contact(client, "ann@example.com")["prop"] == stored
 
 
@@ -343,7 +335,7 @@ def test_typed_property_mismatch_is_400_naming_it(
     client: httpx.Client, emu: LoopsEmulator, type_: str, value: Any
 ) -> None:
     emu.add_property("prop", type_)
-    response = create(client, email="ann@example.com", prop=value)
+    response = api_create(client, email="ann@example.com", prop=value)
     assert response.status_code == 400
     assert "prop" in response.json()["message"]
 
@@ -352,9 +344,9 @@ def test_typed_property_mismatch_is_400_naming_it(
 
 
 def test_stats_and_request_log(client: httpx.Client, emu: LoopsEmulator) -> None:
-    create(client, email="ann@example.com")
-    create(client, email="ann@example.com")
-    find(client, email="ann@example.com")
+    api_create(client, email="ann@example.com")
+    api_create(client, email="ann@example.com")
+    api_find(client, email="ann@example.com")
     client.get("/v1/api-key", headers={"Authorization": "Bearer wrong"})
     assert emu.stats() == {
         "requests": 4,

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import pytest
 
 from bulksync.emulator import Faults, LoopsEmulator
+from tests.helpers import api_create
 
 AUTH = {"Authorization": "Bearer test-key"}
 
 
-def create(client: httpx.Client, **body: Any) -> httpx.Response:
-    return client.post("/v1/contacts/create", json=body)
 
 
 # -- faults and latency ----------------------------------------------------------------------------
@@ -21,7 +18,7 @@ def create(client: httpx.Client, **body: Any) -> httpx.Response:
 
 def test_fail_rate_answers_500_json(client: httpx.Client, emu: LoopsEmulator) -> None:
     emu.configure(faults=Faults(fail_rate=1.0))
-    response = create(client, email="ann@example.com")
+    response = api_create(client, email="ann@example.com")
     assert response.status_code == 500
     assert response.json() == {"success": False, "message": "Internal server error"}
     assert emu.contacts() == []
@@ -41,7 +38,7 @@ def test_drop_raises_a_transport_error_and_may_apply_the_write(
 ) -> None:
     emu.configure(faults=Faults(drop_rate=1.0, drop_after_write_share=share))
     with pytest.raises(httpx.RemoteProtocolError):
-        create(client, email="ann@example.com")
+        api_create(client, email="ann@example.com")
     assert (emu.contact("ann@example.com") is not None) is written
     assert emu.stats()["writes"] == int(written)
     assert emu.stats()["dropped"] == 1
@@ -49,7 +46,7 @@ def test_drop_raises_a_transport_error_and_may_apply_the_write(
     assert entry["dropped"] is True
     emu.configure(faults=Faults())
     # The retry of a create whose response was lost meets a 409, as with Loops.
-    assert create(client, email="ann@example.com").status_code == (409 if written else 200)
+    assert api_create(client, email="ann@example.com").status_code == (409 if written else 200)
 
 
 def test_fault_draws_are_reproducible_with_a_seed() -> None:

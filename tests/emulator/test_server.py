@@ -10,27 +10,20 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from bulksync.emulator import EmulatorServer, Faults, LoopsEmulator
 from bulksync.emulator import cli as emulator_cli
+from tests.helpers import api_create, api_find
 
 AUTH = {"Authorization": "Bearer test-key"}
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def create(client: httpx.Client, **body: Any) -> httpx.Response:
-    return client.post("/v1/contacts/create", json=body)
 
 
-def find(client: httpx.Client, **params: str) -> list[dict[str, Any]]:
-    response = client.get("/v1/contacts/find", params=params)
-    assert response.status_code == 200, response.text
-    found: list[dict[str, Any]] = response.json()
-    return found
 
 
 # -- over a real loopback socket -------------------------------------------------------------------
@@ -52,21 +45,21 @@ def test_server_keeps_the_connection_alive(server: EmulatorServer, http: httpx.C
     assert server.url.startswith("http://127.0.0.1:") and server.url.endswith("/api")
     local_ports = set()
     for n in range(5):
-        response = create(http, email=f"user{n}@example.com")
+        response = api_create(http, email=f"user{n}@example.com")
         assert response.status_code == 200
         local_ports.add(response.extensions["network_stream"].get_extra_info("client_addr")[1])
     assert len(local_ports) == 1
-    assert len(find(http, email="user3@example.com")) == 1
+    assert len(api_find(http, email="user3@example.com")) == 1
     assert http.get("/v1/contacts/create").status_code == 405
 
 
 def test_server_drop_is_a_transport_error(server: EmulatorServer, http: httpx.Client) -> None:
     server.emulator.configure(faults=Faults(drop_rate=1.0, drop_after_write_share=1.0))
     with pytest.raises(httpx.TransportError):
-        create(http, email="ann@example.com")
+        api_create(http, email="ann@example.com")
     assert server.emulator.contact("ann@example.com") is not None
     server.emulator.configure(faults=Faults())
-    assert create(http, email="bob@example.com").status_code == 200
+    assert api_create(http, email="bob@example.com").status_code == 200
 
 
 def test_server_502_html_and_latency(server: EmulatorServer, http: httpx.Client) -> None:
