@@ -58,6 +58,7 @@ class RateLimiter:
         self._sent: deque[float] = deque()
         self._next = clock()
         self._cap = math.inf  # where a 429 showed the real limit to be, relaxed over time
+        self._pause_until = -math.inf
         self.rate = self.target()
         self._last_change = self._next
         self._lock = threading.Lock()
@@ -84,6 +85,11 @@ class RateLimiter:
         self._mine.sent_at = slot
         if slot > now:
             self._sleep(slot - now)
+        # A 429 while this caller slept (a slot claimed earlier) holds it back too: once, so a sleep
+        # that returns at once (tests) cannot make this spin.
+        paused = self._pause_until - self._clock()
+        if paused > 0:
+            self._sleep(paused)
 
     def _window_wait(self, now: float) -> float:
         """How long until one more request keeps every window within the limit."""
@@ -107,6 +113,7 @@ class RateLimiter:
             self.rate = max(MIN_RATE, self.rate * DECREASE)
             pause = retry_after if retry_after is not None else PAUSE_AFTER_429_S
             self._next = max(self._next, now + pause)
+            self._pause_until = max(self._pause_until, now + pause)
             self._last_change = now
 
     def on_response(

@@ -173,3 +173,13 @@ def test_acquire_hands_out_distinct_evenly_spaced_slots_across_threads() -> None
     given = sorted([0.0, *handed])
     assert given == pytest.approx([i / 5 for i in range(threads_n * per_thread)])
     assert min(b - a for a, b in itertools.pairwise(given)) >= 1 / 5 - 1e-9
+
+
+def test_a_caller_that_claimed_its_slot_before_a_429_still_waits_out_the_pause() -> None:
+    clock = FakeClock()
+    rate_limiter = RateLimiter(clock=clock, sleep=lambda seconds: rate_limiter.throttled(2.0) or clock.sleep(seconds))
+    rate_limiter.acquire()  # no wait: the first slot
+
+    rate_limiter.acquire()  # while it sleeps for its slot, another worker's request is answered 429
+
+    assert clock.now == pytest.approx(2.0)  # not 0.1 s: the 429's pause holds an already claimed slot too
