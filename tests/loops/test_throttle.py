@@ -177,7 +177,12 @@ def test_acquire_hands_out_distinct_evenly_spaced_slots_across_threads() -> None
 
 def test_a_caller_that_claimed_its_slot_before_a_429_still_waits_out_the_pause() -> None:
     clock = FakeClock()
-    rate_limiter = RateLimiter(clock=clock, sleep=lambda seconds: rate_limiter.throttled(2.0) or clock.sleep(seconds))
+
+    def sleep_while_another_request_meets_a_429(seconds: float) -> None:
+        rate_limiter.throttled(2.0)
+        clock.sleep(seconds)
+
+    rate_limiter = RateLimiter(clock=clock, sleep=sleep_while_another_request_meets_a_429)
     rate_limiter.acquire()  # no wait: the first slot
 
     rate_limiter.acquire()  # while it sleeps for its slot, another worker's request is answered 429
