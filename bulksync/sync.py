@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,7 +71,7 @@ class Run:
     state: StateStore
     loops: Connection | None
     started: float
-    summary: Summary = field(default_factory=Summary)
+    summary: Summary
 
 
 def run_sync(config: SyncConfig, runtime: Runtime | None = None) -> SyncResult:

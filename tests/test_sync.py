@@ -248,10 +248,15 @@ def test_errors_are_the_documented_classes_with_their_exit_status(workdir: Path,
     assert missing.value.exit_status == ExitStatus.USAGE
 
 
-def test_a_mapping_and_a_preset_merge_the_same_for_the_library_and_the_cli(workdir: Path) -> None:
-    (workdir / "extra.toml").write_text('[columns."Email Address"]\nto = "email"\n')
+def test_a_mapping_file_laid_over_a_preset_wins_entry_by_entry(workdir: Path) -> None:
+    (workdir / "extra.toml").write_text('[columns."First Name"]\nto = "nickname"\n')
+
     spec = mapping_spec(workdir / "extra.toml", "mailchimp")
-    assert spec is not None and spec.rule("Email Address") is not None
+
+    assert spec is not None
+    first, email = spec.rule("First Name"), spec.rule("Email Address")
+    assert first is not None and first.target() == "nickname"  # the file's entry
+    assert email is not None and email.target() == "email"  # the preset's, kept
 
 
 def test_faults_do_not_lose_or_duplicate_a_contact(workdir: Path, team: LoopsEmulator, runtime: Runtime) -> None:

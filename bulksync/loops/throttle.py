@@ -69,10 +69,6 @@ class RateLimiter:
         usable = self.limit - self.others - (NEIGHBOUR_MARGIN if self.others > 0 else 0.0)
         return max(MIN_RATE, min(self.ceiling or math.inf, usable * PACE, self._cap))
 
-    @property
-    def max_rate(self) -> float:
-        return self.target()
-
     def acquire(self) -> None:
         """Claim the next free slot (evenly spaced, and within the limit over any window) and wait
         for it. One sleep, however the caller's sleep behaves: tests may pass one that returns at once."""
