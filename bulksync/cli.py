@@ -99,8 +99,9 @@ def _add_push_arguments(parser: argparse.ArgumentParser, *, planning: bool = Tru
     parser.add_argument("--rate-limit", type=_positive_float, metavar="RPS",
                         help="requests per second at most (default: just under the limit Loops announces, "
                              "10/s per team, less what the team's other clients use)")
-    parser.add_argument("--concurrency", type=_positive_int, default=4, metavar="N",
-                        help="requests in flight at most (default: 4)")
+    parser.add_argument("--concurrency", type=_positive_int, default=32, metavar="N",
+                        help="requests in flight at most (default: 32); below it, as many as the rate limit "
+                             "times the latency measured need")
     parser.add_argument("--max-retries", type=_non_negative_int, default=6, metavar="N",
                         help="retries per request on 429, 5xx and network errors (default: 6)")
     if planning:  # a plan fixes its requests: apply takes them as they are

@@ -71,7 +71,7 @@ class HttpConfig:
     api_key: str | None = None
     base_url: str = DEFAULT_BASE_URL
     rate_limit: float | None = None  # a ceiling; None: the limit Loops announces (10/s until it says)
-    concurrency: int = 4
+    concurrency: int = 32  # a ceiling: the pool is sized from the latency measured (loops/inflight.py)
     max_retries: int = 6
     connect_timeout: float = 5.0
     read_timeout: float = 30.0

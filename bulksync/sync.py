@@ -331,7 +331,7 @@ def _execute(
         loops.check_key()  # a bad key fails here, after one request, before any write
         pending = iter(actions)
         stopping = lambda: run.runtime.should_stop() or loops.breaker.gave_up  # noqa: E731
-        push_all(pending, pusher.execute, run.config.http.concurrency, on_outcome, should_stop=stopping)
+        push_all(pending, pusher.execute, loops.workers, on_outcome, should_stop=stopping)
         if loops.breaker.gave_up:  # what was never tried is in the report, and goes out next run
             for action in pending:
                 report.skipped(action.row, action.key, action.kind, OUTAGE_NOT_PROCESSED)

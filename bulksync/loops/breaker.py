@@ -22,7 +22,7 @@ log = logging.getLogger("bulksync")
 OPEN_AFTER_FAILURES = 6  # failures in a row ...
 OPEN_AFTER_S = 5.0  # ... spread over at least this long (a burst of 500s is the retry policy's job)
 FIRST_PROBE_S = 2.0
-MAX_PROBE_INTERVAL_S = 60.0
+MAX_PROBE_INTERVAL_S = 15.0  # at most this long lost after Loops is back; 4 probes a minute while down
 WAIT_STEP_S = 1.0  # how often a waiting worker looks at the stop flag
 
 

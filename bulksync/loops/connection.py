@@ -8,6 +8,7 @@ from bulksync.config import CreateVia, HttpConfig, Runtime
 from bulksync.errors import ApiError, ConfigError, Interrupted
 from bulksync.loops.breaker import OutageBreaker
 from bulksync.loops.client import LoopsClient, RedirectError
+from bulksync.loops.inflight import InFlight
 from bulksync.loops.push import STOP_GRACE_S, Pusher
 from bulksync.loops.throttle import RateLimiter
 from bulksync.source.mapping import property_types
@@ -23,6 +24,7 @@ class Connection:
         self.create_via = create_via
         self.limiter = RateLimiter(http.rate_limit, clock=runtime.clock, sleep=runtime.sleep)
         self.breaker = OutageBreaker(http.outage_wait, clock=runtime.clock, sleep=runtime.sleep)
+        self.in_flight = InFlight(http.concurrency, clock=runtime.clock)
         self.client = LoopsClient(
             http.api_key, http.base_url,
             timeout=http.read_timeout, connect_timeout=http.connect_timeout,
@@ -36,7 +38,11 @@ class Connection:
     def pusher(self, types: dict[str, str], *, create_only: bool = False) -> Pusher:
         return Pusher(self.client, self.limiter, types, max_retries=self.http.max_retries,
                       sleep=self.runtime.sleep, create_via=self.create_via, should_stop=self.runtime.should_stop,
-                      create_only=create_only, breaker=self.breaker)
+                      create_only=create_only, breaker=self.breaker, in_flight=self.in_flight)
+
+    def workers(self) -> int:
+        """Requests to keep in flight now: the rate aimed at times the latency seen (Little's law)."""
+        return self.in_flight.size(self.limiter.target())
 
     def check_key(self) -> str:
         """The team's name; asked once per run. A bad key raises AuthError after one request."""

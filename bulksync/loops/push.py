@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from bulksync.errors import (
 )
 from bulksync.fields import LIST_PREFIX, payload_from_fields
 from bulksync.loops.breaker import OutageBreaker
+from bulksync.loops.inflight import InFlight
 from bulksync.loops.retry import retry_policy
 from bulksync.loops.throttle import RateLimiter
 from bulksync.plan.actions import Action, unsubscribed
@@ -111,9 +113,11 @@ class Pusher:
         should_stop: Callable[[], bool] = lambda: False,
         create_only: bool = False,
         breaker: OutageBreaker | None = None,
+        in_flight: InFlight | None = None,
     ) -> None:
         self.client = client
         self.breaker = breaker
+        self.in_flight = in_flight
         self.limiter = limiter
         self.types = types
         self.max_retries = max_retries
@@ -123,6 +127,11 @@ class Pusher:
         self.create_only = create_only
         self._refused: AuthError | None = None
         self._should_stop = should_stop
+        self._halted = threading.Event()
+
+    def halt(self) -> None:
+        """Send nothing more, retries of requests in flight included (the state can record no more)."""
+        self._halted.set()
 
     def execute(self, action: Action) -> Outcome:
         if self._refused:  # the key is dead: no more requests, no retry storm
@@ -204,12 +213,13 @@ class Pusher:
         def once() -> Any:
             probe = self.breaker.before_request(self._should_stop) if self.breaker else False
             self.limiter.acquire()
-            if self._should_stop():
+            if self._halted.is_set() or self._should_stop():
                 raise NotSent(NOT_SENT)
             attempts[0] += 1
             counted[0] += 0 if probe else 1
             try:
-                answer = request()
+                with self.in_flight.timing() if self.in_flight else nullcontext():
+                    answer = request()
             except RateLimited:
                 raise  # Loops answered: no outage
             except RetriableError:
@@ -242,7 +252,7 @@ def _log_retry(what: str, action: Action | None) -> Callable[[RetryCallState], N
 
 
 class Workers:
-    """A fixed pool of daemon threads running ``execute`` on actions.
+    """A pool of daemon threads running ``execute`` on actions, grown as more are needed.
 
     Not a ThreadPoolExecutor: its atexit hook joins every worker, so one stuck in a request past
     the grace period would keep a stopped run alive; a daemon thread ends with the process.
@@ -251,9 +261,15 @@ class Workers:
     def __init__(self, execute: Callable[[Action], Outcome], count: int) -> None:
         self._execute = execute
         self._queue: queue.SimpleQueue[tuple[Future[Outcome], Action] | None] = queue.SimpleQueue()
-        self._threads = [threading.Thread(target=self._work, name=f"bulksync_{i}", daemon=True) for i in range(count)]
-        for thread in self._threads:
+        self._threads: list[threading.Thread] = []
+        self.grow(count)
+
+    def grow(self, count: int) -> None:
+        """Have at least ``count`` workers (a pool never shrinks: an idle thread costs nothing)."""
+        while len(self._threads) < count:
+            thread = threading.Thread(target=self._work, name=f"bulksync_{len(self._threads)}", daemon=True)
             thread.start()
+            self._threads.append(thread)
 
     def submit(self, action: Action) -> Future[Outcome]:
         future: Future[Outcome] = Future()
@@ -282,7 +298,7 @@ class Workers:
 def push_all(
     actions: Iterable[Action],
     execute: Callable[[Action], Outcome],
-    concurrency: int,
+    concurrency: int | Callable[[], int],
     on_outcome: Callable[[Outcome], None],
     *,
     should_stop: Callable[[], bool] = lambda: False,
@@ -290,13 +306,16 @@ def push_all(
 ) -> None:
     """Run ``actions`` on ``concurrency`` workers, handing each outcome to ``on_outcome`` here.
 
+    ``concurrency`` may be a function, asked before each action: the pool grows to what it says.
+
     Stops taking new actions once ``should_stop()`` is true or the key is refused. Actions in
     flight then get ``grace_s`` seconds to finish; one still unanswered after that is reported as
     failed with its fate unknown (nothing is recorded in state, so the next run settles it). Every
     wait here is short and looks at ``should_stop()``: requests that hang cannot keep a stop waiting.
     """
     auth_error: AuthError | None = None
-    pool = Workers(execute, concurrency)
+    workers = concurrency if callable(concurrency) else lambda: concurrency
+    pool = Workers(execute, workers())
     pending: dict[Future[Outcome], tuple[int, Action]] = {}  # position, to settle in order
     stopped_at: float | None = None
 
@@ -326,9 +345,11 @@ def push_all(
         position = 0
         # Stop before taking the next action, not after: one taken and dropped would be in no report.
         while not (should_stop() or auth_error) and (action := next(upcoming, None)) is not None:
+            size = workers()
+            pool.grow(size)
             pending[pool.submit(action)] = (position, action)
             position += 1
-            while len(pending) >= concurrency * 2 and not should_stop() and settle_some():
+            while len(pending) >= size * 2 and not should_stop() and settle_some():
                 pass
         while pending and settle_some():
             pass

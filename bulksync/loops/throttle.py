@@ -22,7 +22,9 @@ from __future__ import annotations
 import math
 import threading
 import time
+from bisect import bisect_right
 from collections import deque
+from contextlib import suppress
 
 from bulksync.config import Clock, Sleep
 
@@ -35,6 +37,9 @@ DECREASE = 0.9  # a 429 cuts the rate to this share
 RECOVERY_S = 10.0  # a cut rate climbs back to its cap in about this long
 PAUSE_AFTER_429_S = 0.5  # without Retry-After
 MIN_RATE = 0.5
+HISTORY_S = 15.0  # own send times kept: a response answers a request sent up to this long ago
+SAMPLES_S = 3.0  # answers looked back on to estimate the others' traffic
+SEEN_AT_LEAST = 0.25  # other clients' requests a second below which they count as none
 
 
 class RateLimiter:
@@ -52,7 +57,8 @@ class RateLimiter:
             raise ValueError("rate must be positive")
         self.ceiling = ceiling
         self.limit = limit
-        self.others = 0.0  # requests a second the team's other clients are seen to use
+        self._others = 0.0  # smoothed estimate of the team's other clients' requests a second
+        self._samples: deque[tuple[float, int, int]] = deque()  # (sent at, remaining, others seen)
         self._clock = clock
         self._sleep = sleep
         self._sent: deque[float] = deque()
@@ -64,6 +70,11 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._mine = threading.local()  # each worker's last slot: its response is about that request
 
+    @property
+    def others(self) -> float:
+        """Requests a second the team's other clients are seen to use (0 when too few to tell)."""
+        return self._others if self._others >= SEEN_AT_LEAST else 0.0
+
     def target(self) -> float:
         """The rate aimed at now: the limit less what others use, under the user's ceiling."""
         usable = self.limit - self.others - (NEIGHBOUR_MARGIN if self.others > 0 else 0.0)
@@ -71,35 +82,48 @@ class RateLimiter:
 
     def acquire(self) -> None:
         """Claim the next free slot (evenly spaced, and within the limit over any window) and wait
-        for it. One sleep, however the caller's sleep behaves: tests may pass one that returns at once."""
+        for it. At most two claims, however the caller's sleep behaves: tests may pass one that
+        returns at once."""
+        slot = self._claim_and_wait()
+        paused = self._pause_until - self._clock()
+        if paused > 0:
+            # A 429 while this caller waited: its slot, claimed before, would now fire together with
+            # every other one claimed before the pause. Give it up, wait the pause out, claim afresh.
+            self._forget_send(slot)
+            self._sleep(paused)
+            slot = self._claim_and_wait()
+        self._mine.sent_at = slot
+
+    def _claim_and_wait(self) -> float:
         with self._lock:
             now = self._clock()
             slot = max(now, self._next)
             slot = max(slot, slot + self._window_wait(slot))
             self._next = slot + 1.0 / self.rate
             self._sent.append(slot)
-        self._mine.sent_at = slot
         if slot > now:
             self._sleep(slot - now)
-        # A 429 while this caller slept (a slot claimed earlier) holds it back too: once, so a sleep
-        # that returns at once (tests) cannot make this spin.
-        paused = self._pause_until - self._clock()
-        if paused > 0:
-            self._sleep(paused)
+        return slot
+
+    def _forget_send(self, slot: float) -> None:
+        """Take a slot out of the log: its request was not sent, or Loops turned it away with a 429
+        (most limiters do not count those; counting it would hide a neighbour behind our own)."""
+        with self._lock, suppress(ValueError):
+            self._sent.remove(slot)
 
     def _window_wait(self, now: float) -> float:
         """How long until one more request keeps every window within the limit."""
         budget = max(1, math.floor(self.limit - self.others))
-        while self._sent and self._sent[0] <= now - WINDOW - GUARD:
+        while self._sent and self._sent[0] <= now - HISTORY_S:
             self._sent.popleft()
-        if len(self._sent) < budget:
+        if len(self._sent) < budget or self._sent[-budget] <= now - WINDOW - GUARD:
             return 0.0
         return self._sent[-budget] + WINDOW + GUARD - now
 
-    def sent_since(self, start: float) -> int:
-        """Our own requests sent after ``start`` (those Loops counts in a window that began then)."""
+    def sent_between(self, start: float, end: float) -> int:
+        """Our own requests sent after ``start`` and up to ``end`` (send times only ever grow)."""
         with self._lock:
-            return sum(1 for at in self._sent if at > start)
+            return bisect_right(self._sent, end) - bisect_right(self._sent, start)
 
     def throttled(self, retry_after: float | None = None) -> None:
         """A 429: cut the rate, remember where the limit showed itself, hold every worker back."""
@@ -120,22 +144,36 @@ class RateLimiter:
         if limit:
             self.limit = float(limit)
         sent_at = sent_at if sent_at is not None else getattr(self._mine, "sent_at", None)
-        if limit and remaining is not None and sent_at is not None:
-            self._observe_others(limit, remaining, sent_at)
         if status == 429:
+            if sent_at is not None:
+                self._forget_send(sent_at)
             self.throttled(retry_after)
         else:
+            if limit and remaining is not None and sent_at is not None:
+                self._observe_others(limit, remaining, sent_at)
             self._recover()
 
     def _observe_others(self, limit: int, remaining: int, sent_at: float) -> None:
         """``limit - remaining`` is what Loops counted in the window ending at this request; our own
-        share of it is what we sent in the second before it. The rest is other clients' traffic."""
-        own = self.sent_since(sent_at - WINDOW)
-        seen = max(0.0, limit - remaining - own)
+        share of it is what we sent in the second up to it (not the slots claimed since). The rest is
+        other clients' traffic.
+
+        Which window Loops counts is not known. In a sliding one every answer tells the same; in a
+        fixed one (per clock second) an answer early in the second has counted little of anyone's
+        traffic yet, ours included. The answers that saw the fullest window in the last few seconds
+        tell the most, whatever the algorithm: their average goes into a smoothed estimate. Single
+        counts are noise either way (latencies differ), so they are averaged unclipped.
+        """
+        own = self.sent_between(sent_at - WINDOW, sent_at)
+        seen = limit - remaining - own
         with self._lock:
-            self.others += (seen - self.others) * 0.2  # smoothed: one count is noise, a trend is traffic
-            if self.others < 0.25:
-                self.others = 0.0
+            samples = self._samples
+            samples.append((sent_at, remaining, seen))
+            while samples[0][0] < sent_at - SAMPLES_S:
+                samples.popleft()
+            fullest = min(left for _, left, _ in samples)
+            told = [count for _, left, count in samples if left == fullest]
+            self._others = max(0.0, self._others + (sum(told) / len(told) - self._others) * 0.2)
 
     def _recover(self) -> None:
         """Climb back towards the target by time; the remembered cap relaxes more slowly."""

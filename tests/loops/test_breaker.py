@@ -37,11 +37,12 @@ def test_it_probes_at_growing_intervals_and_closes_on_the_first_answer() -> None
     breaker = OutageBreaker(900, clock=clock, sleep=clock.sleep)
     failing(breaker, clock, OPEN_AFTER_FAILURES)
     probes = []
-    for _ in range(4):
+    for _ in range(6):
         assert breaker.before_request() is True  # waits (on the fake clock) for the probe's turn
         probes.append(clock())
         breaker.failed(probe=True)
-    assert [round(b - a) for a, b in itertools.pairwise(probes)] == [4, 8, 16]
+    # At most 15 s apart: once Loops is back, a run loses no more than that.
+    assert [round(b - a) for a, b in itertools.pairwise(probes)] == [4, 8, 15, 15, 15]
 
     assert breaker.before_request() is True
     breaker.succeeded(probe=True)

@@ -126,22 +126,61 @@ def test_the_rate_climbs_back_by_time_even_with_no_headroom_shown() -> None:
     assert rate_limiter.target() == pytest.approx(9.8)  # the remembered cap relaxes too
 
 
+def own_in_window(rate_limiter: RateLimiter, now: float) -> int:
+    return rate_limiter.sent_between(now - WINDOW, now)
+
+
 def test_a_neighbour_is_left_its_share_and_a_margin_while_seen() -> None:
     rate_limiter, clock = limiter()
     for _ in range(40):  # we send 6 a second; Loops' remaining shows 3 more, the neighbour's
         rate_limiter.acquire()
         clock.now += 1 / 6
-        rate_limiter.on_response(200, 10, 10 - 3 - rate_limiter.sent_since(clock.now - WINDOW), None,
-                                 sent_at=clock.now)
+        rate_limiter.on_response(200, 10, 10 - 3 - own_in_window(rate_limiter, clock.now), None, sent_at=clock.now)
 
     assert rate_limiter.others == pytest.approx(3, abs=0.3)
     assert rate_limiter.target() == pytest.approx((10 - rate_limiter.others - 0.5) * PACE)
 
     for _ in range(60):  # the neighbour stops
         rate_limiter.acquire()
-        rate_limiter.on_response(200, 10, 10 - rate_limiter.sent_since(clock.now - WINDOW), None, sent_at=clock.now)
+        rate_limiter.on_response(200, 10, 10 - own_in_window(rate_limiter, clock.now), None, sent_at=clock.now)
 
     assert rate_limiter.others == 0 and rate_limiter.target() == pytest.approx(9.8)
+
+
+def test_slots_claimed_ahead_are_not_counted_as_sent_yet() -> None:
+    clock = FakeClock()
+    rate_limiter = RateLimiter(clock=clock, sleep=lambda seconds: None)
+    for _ in range(5):
+        rate_limiter.acquire()  # five workers claim their slots, about 0.1 s apart; none has been sent
+    first = clock.now
+
+    assert own_in_window(rate_limiter, first) == 1  # what Loops had seen when the first one arrived
+    assert rate_limiter.sent_between(first - WINDOW, first + 0.5) == 5
+
+
+def test_a_neighbour_behind_a_fixed_window_is_seen_from_the_fullest_windows() -> None:
+    """Per clock second: an answer early in the second has counted little of anyone's traffic yet."""
+    rate_limiter, clock = limiter()
+    clock.now = 0.0
+    log: list[float] = []
+    for _ in range(60):  # we send 6 a second, the neighbour 3, counted per whole second
+        rate_limiter.acquire()
+        log.append(clock.now)
+        second = int(clock.now)
+        ours = sum(1 for at in log if int(at) == second)
+        theirs = int((clock.now - second) * 3) + 1
+        rate_limiter.on_response(200, 10, 10 - ours - theirs, None, sent_at=clock.now)
+        clock.now += 1 / 6
+
+    assert rate_limiter.others == pytest.approx(3, abs=0.6)  # a plain average would say about 1
+
+
+def test_a_request_answered_429_is_not_counted_as_ours_in_the_window() -> None:
+    rate_limiter, clock = limiter()
+    rate_limiter.acquire()
+    rate_limiter.on_response(429, 10, 0, None, sent_at=clock.now)  # most limiters do not count a 429
+
+    assert own_in_window(rate_limiter, clock.now) == 0
 
 
 @pytest.fixture
@@ -175,16 +214,23 @@ def test_acquire_hands_out_distinct_evenly_spaced_slots_across_threads() -> None
     assert min(b - a for a, b in itertools.pairwise(given)) >= 1 / 5 - 1e-9
 
 
-def test_a_caller_that_claimed_its_slot_before_a_429_still_waits_out_the_pause() -> None:
-    clock = FakeClock()
+def test_a_caller_that_claimed_its_slot_before_a_429_waits_out_the_pause_and_claims_afresh() -> None:
+    clock = FakeClock(start=0.0)
+    answers = iter([429])
 
     def sleep_while_another_request_meets_a_429(seconds: float) -> None:
-        rate_limiter.throttled(2.0)
+        if next(answers, None) == 429:
+            rate_limiter.throttled(2.0)
         clock.sleep(seconds)
 
     rate_limiter = RateLimiter(clock=clock, sleep=sleep_while_another_request_meets_a_429)
     rate_limiter.acquire()  # no wait: the first slot
-
     rate_limiter.acquire()  # while it sleeps for its slot, another worker's request is answered 429
+    after_pause = clock.now
+    rate_limiter.acquire()
 
-    assert clock.now == pytest.approx(2.0)  # not 0.1 s: the 429's pause holds an already claimed slot too
+    # Not at 0.1 s: the pause holds an already claimed slot too. And not then at once with every
+    # other slot claimed before the pause: evenly spaced after it.
+    assert after_pause == pytest.approx(2.0)
+    assert clock.now == pytest.approx(2.0 + 1 / rate_limiter.rate)
+    assert own_in_window(rate_limiter, clock.now) == 2  # the given-up slot is not counted as sent
