@@ -63,6 +63,10 @@ def versions(shape: Shape) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 def write(frame: pl.DataFrame, path: Path) -> Path:
+    """``frame`` as CSV, or as JSONL for a ``.jsonl`` path (the same rows, each value a JSON string)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame.write_csv(path)
+    if path.suffix == ".jsonl":
+        frame.write_ndjson(path)
+    else:
+        frame.write_csv(path)
     return path

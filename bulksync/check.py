@@ -10,11 +10,12 @@ text. Nothing is written to Loops.
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from bulksync.fields import LIST_PREFIX, MAILING_LISTS, STANDARD_FIELDS, is_list_field
-from bulksync.source.batch import Source
+from bulksync.source.batch import Source, SourceStream
 from bulksync.source.mapping import (
     MappedSource,
     apply_mapping,
@@ -23,6 +24,7 @@ from bulksync.source.mapping import (
     property_types,
 )
 from bulksync.source.mapping_spec import MappingSpec, target_problem
+from bulksync.source.values import EXAMPLES, Invalid
 
 NAME_WIDTH = 24
 
@@ -93,16 +95,28 @@ class CheckResult:
         return self.problems == 0
 
 
-def run_check(source: Source, spec: MappingSpec | None, client: LoopsAccount) -> CheckResult:
-    """Verify the key, read the account's properties and lists, and map ``source`` as a sync would."""
+def run_check(source: Source | SourceStream, spec: MappingSpec | None, client: LoopsAccount) -> CheckResult:
+    """Verify the key, read the account's properties and lists, and map ``source`` as a sync would.
+
+    A stream is mapped a batch at a time (the columns once, from its header): memory holds one batch.
+    """
     team = str(client.api_key().get("teamName") or "(unnamed team)")
     account_types = property_types(client.properties())
     lists = client.lists()
     names = lists_by_name(lists)
-    if spec is None:
-        mapped = identity_mapping(source, names, account_types=account_types, strict=False)
-    else:
-        mapped = apply_mapping(source, spec, names, account_types=account_types, strict=False)
+
+    def mapped_of(part: Source) -> MappedSource:
+        if spec is None:
+            return identity_mapping(part, names, account_types=account_types, strict=False)
+        return apply_mapping(part, spec, names, account_types=account_types, strict=False)
+
+    stream = source if isinstance(source, SourceStream) else SourceStream(source, iter([source]))
+    mapped = mapped_of(stream.header if isinstance(source, SourceStream) else source.cleared())
+    rows, mismatches = 0, _Mismatches()
+    for batch in stream.batches:
+        part = mapped_of(batch)
+        rows += part.frame.height + part.rejects.height
+        mismatches.add(part.invalid)
 
     columns: list[ColumnCheck] = []
     custom: list[str] = []
@@ -146,18 +160,34 @@ def run_check(source: Source, spec: MappingSpec | None, client: LoopsAccount) ->
         team=team,
         columns=columns,
         missing_properties=missing,
-        type_mismatches=[TypeMismatch(i.field, i.type, list(i.examples), i.rows) for i in mapped.invalid],
+        type_mismatches=mismatches.found,
         unknown_lists=unknown,
         type_conflicts=conflicts,
         invalid_names=invalid_names,
         missing_columns=list(mapped.missing_columns),
         has_email="email" in mapped.frame.columns,
-        rows=mapped.frame.height + mapped.rejects.height,
-        source=str(source.path),
+        rows=rows,
+        source=str(stream.header.path),
         mapping=spec.origin if spec is not None else "none (columns named like Loops fields)",
         account_lists=[f"{name} ({list_id})" for name, list_id in names.items()],
         unsubscribed_reason=mapped.unsubscribed_reason,
     )
+
+
+class _Mismatches:
+    """Type mismatches gathered over the batches: rows counted, the first examples kept, first seen first."""
+
+    def __init__(self) -> None:
+        self.found: list[TypeMismatch] = []
+
+    def add(self, invalid: Iterable[Invalid]) -> None:
+        for item in invalid:
+            known = next((m for m in self.found if (m.field, m.type) == (item.field, item.type)), None)
+            if known is None:
+                self.found.append(TypeMismatch(item.field, item.type, list(item.examples), item.rows))
+                continue
+            known.examples.extend(item.examples[: EXAMPLES - len(known.examples)])
+            self.found[self.found.index(known)] = known._replace(rows=known.rows + item.rows)
 
 
 def _is_custom(name: str) -> bool:

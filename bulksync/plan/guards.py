@@ -22,7 +22,7 @@ from bulksync.state.store import StateStore
 Skipped = tuple[str, pl.DataFrame, str]  # action not taken, its rows, why
 
 
-def refuse_empty_source(source: Path, valid_rows: int, known: int) -> None:
+def refuse_empty_source(source: Path | str, valid_rows: int, known: int) -> None:
     """A source with no valid row is a broken export, never an instruction to delete everyone."""
     if valid_rows == 0 and known:
         raise DeleteGuardError(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import polars as pl
 
 from bulksync.columns import ROW
+from bulksync.errors import InputError
+from bulksync.source.location import SourcePath
 
 # The kinds a JSONL value can have; CSV values are all "string".
 ValueKind = str
@@ -18,7 +19,7 @@ ValueKind = str
 class Source:
     """What the reader found: rows as text, the kind of each column, and records it could not parse."""
 
-    path: Path
+    path: SourcePath
     frame: pl.DataFrame
     kinds: dict[str, ValueKind] = field(default_factory=dict)
     malformed: list[tuple[int, str]] = field(default_factory=list)
@@ -39,6 +40,11 @@ class Source:
     def columns(self) -> list[str]:
         return [c for c in self.frame.columns if c != ROW]
 
+    def cleared(self) -> Source:
+        """The same source without its rows: what a stream's header is."""
+        return Source(path=self.path, frame=self.frame.clear(), kinds=dict(self.kinds), header_lines=self.header_lines,
+                      may_hold_nul=self.may_hold_nul)
+
 
 @dataclass
 class SourceStream:
@@ -49,3 +55,16 @@ class SourceStream:
 
     header: Source
     batches: Iterator[Source]
+
+
+def check_column_names(where: str, names: Iterable[str]) -> None:
+    """Every column named, none twice, none reserved (``__``); ``where`` is ``source:line`` for messages."""
+    seen: set[str] = set()
+    for name in names:
+        if not name:
+            raise InputError(f"{where}: the header has an empty column name; name every column")
+        if name.startswith("__"):
+            raise InputError(f"{where}: column name {name!r} is reserved (starts with __); rename it")
+        if name in seen:
+            raise InputError(f"{where}: column {name!r} appears twice in the header; rename or drop one")
+        seen.add(name)

@@ -14,14 +14,14 @@ import io
 import re
 from collections.abc import Iterable, Iterator
 from itertools import chain
-from pathlib import Path
 
 import polars as pl
 
 from bulksync.columns import ROW
 from bulksync.errors import InputError
 from bulksync.source import records
-from bulksync.source.batch import Source, SourceStream
+from bulksync.source.batch import Source, SourceStream, check_column_names
+from bulksync.source.location import SourcePath
 from bulksync.source.text import utf8_text
 
 _MAX_CELL = (1 << 31) - 1
@@ -42,10 +42,13 @@ def sniff_delimiter(header_line: str) -> str:
     return best if counts[best] else ","
 
 
-def open_csv(path: Path, blocks: Iterator[bytes], delimiter: str | None) -> SourceStream:
+def open_csv(
+    path: SourcePath, blocks: Iterator[bytes], delimiter: str | None, *, streamed: bool = False
+) -> SourceStream:
     """Read and check the header from UTF-8 ``blocks``; the records are parsed as the batches are consumed.
 
-    ``delimiter`` None: sniffed from the header line.
+    ``delimiter`` None: sniffed from the header line. ``streamed`` (standard input, which cannot be
+    looked at again): a last record cut short fails the whole source instead of being rejected.
     """
     head, blank = _header_block(path, blocks)
     if not head.strip():
@@ -68,11 +71,12 @@ def open_csv(path: Path, blocks: Iterator[bytes], delimiter: str | None) -> Sour
         path=path, frame=pl.DataFrame(schema={ROW: pl.UInt32, **{c: pl.String for c in columns}}),
         kinds={c: "string" for c in columns}, header_lines=line, may_hold_nul=False,
     )
-    batches = _csv_batches(header, header_bytes + b"\n", chain([rest], blocks), separator=separator, width=width)
+    batches = _csv_batches(header, header_bytes + b"\n", chain([rest], blocks), separator=separator, width=width,
+                           streamed=streamed)
     return SourceStream(header, batches)
 
 
-def _header_block(path: Path, blocks: Iterator[bytes]) -> tuple[bytes, int]:
+def _header_block(path: SourcePath, blocks: Iterator[bytes]) -> tuple[bytes, int]:
     """The file from its header line on, as far as read (at least the whole header line, or all of a
     short file), and how many blank lines came before the header (polars would skip them too)."""
     head = b""  # before the header line is found: a trailing line of blanks only, then the block
@@ -117,7 +121,7 @@ def _blank_prefix(data: bytes) -> int:
 
 
 def _csv_batches(
-    header: Source, header_bytes: bytes, blocks: Iterable[bytes], *, separator: str, width: int
+    header: Source, header_bytes: bytes, blocks: Iterable[bytes], *, separator: str, width: int, streamed: bool
 ) -> Iterator[Source]:
     records_before = 0  # records in earlier batches: the next batch's ROW numbers follow them
     for chunk in records.record_chunks(blocks, header_bytes, path=header.path, lines_before=header.header_lines,
@@ -125,7 +129,11 @@ def _csv_batches(
         data, cut_short = chunk.data, None
         if chunk.unfinished is not None:
             cut_short = _cut_short(header.path, chunk.unfinished, separator, width)
-            if cut_short is None:
+            if cut_short is not None:
+                if streamed:
+                    raise records.cut_short(header.path, cut_short)
+                cut_short = f"{cut_short}; {records.CUT_SHORT_FILE}"
+            else:
                 # A last line without a line break: polars would forgive it an extra (empty) field, which
                 # any other line is rejected for; with the break, every line meets the same rule.
                 data += chunk.unfinished.data + b"\n"
@@ -135,16 +143,15 @@ def _csv_batches(
         records_before += count
 
 
-def _cut_short(path: Path, record: records.Unfinished, separator: str, width: int) -> str | None:
+def _cut_short(path: SourcePath, record: records.Unfinished, separator: str, width: int) -> str | None:
     """Why the file's last record, which has no line end, looks cut short (an export still being
     written), or None: it ends inside quotes, or has fewer fields than the header."""
-    advice = "the file looks cut short (was it still being written?); export it again"
     if record.open_quote:
-        return f"line {record.line}: the last record ends inside a quoted value with no line end; {advice}"
+        return f"line {record.line}: the last record ends inside a quoted value with no line end"
     text = utf8_text(path, record.data, record.line - 1)
     fields = _fields(text, separator)
     if len(fields) < width:
-        return f"line {record.line}: the last record has {len(fields)} of {width} fields and no line end; {advice}"
+        return f"line {record.line}: the last record has {len(fields)} of {width} fields and no line end"
     return None
 
 
@@ -171,7 +178,7 @@ def _csv_batch(
 
 
 def _parse_chunk(
-    path: Path, data: bytes, separator: str, width: int, lines_before: int
+    path: SourcePath, data: bytes, separator: str, width: int, lines_before: int
 ) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
     """A header line plus records, parsed; records longer than the header become (number, reason).
 
@@ -194,7 +201,7 @@ def _parse_chunk(
     return frame, malformed
 
 
-def _unreadable(path: Path, exc: Exception) -> InputError:
+def _unreadable(path: SourcePath, exc: Exception) -> InputError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return InputError(f"{path}: not a readable CSV file ({first}); check quoting and column counts")
 
@@ -244,14 +251,5 @@ def _check_header(where: str, header_line: str, separator: str) -> int:
         names = next(csv.reader([header_line.rstrip("\r")], delimiter=separator), [])
     except csv.Error as exc:
         raise InputError(f"{where}: the header line is not valid CSV ({exc}); check the header line") from None
-    seen: set[str] = set()
-    for name in names:
-        clean = name.strip()
-        if not clean:
-            raise InputError(f"{where}: the header has an empty column name; name every column")
-        if clean.startswith("__"):
-            raise InputError(f"{where}: column name {clean!r} is reserved (starts with __); rename it")
-        if clean in seen:
-            raise InputError(f"{where}: column {clean!r} appears twice in the header; rename or drop one")
-        seen.add(clean)
+    check_column_names(where, [name.strip() for name in names])
     return len(names)

@@ -1,8 +1,11 @@
 """JSONL: one JSON object per line, each value as canonical text plus its kind (number, boolean, ...).
 
-The file is parsed whole, in one batch: a column's kind is known only after its last line (its text
-is decoded a block at a time, never whole). A line that is not an object, or not one bulksync can
-take, is set aside as malformed with its line number; one longer than ``MAX_RECORD_BYTES`` refuses the file.
+A column's kind is known only after the file's last line, so the whole source is parsed before its
+first batch is handed on: batch by batch, each into a spool (``spool.py``: memory, then a temporary
+file), never whole in memory, and then replayed. A batch of plain lines is parsed by polars
+(``jsonl_fast``); any other, or one polars' reading cannot be shown to match, line by line here. A
+line that is not an object, or not one bulksync can take, is set aside as malformed with its line
+number; one longer than ``MAX_RECORD_BYTES`` refuses the file.
 """
 
 from __future__ import annotations
@@ -11,50 +14,167 @@ import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from itertools import chain
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from bulksync.columns import ROW
 from bulksync.errors import InputError
+from bulksync.source import jsonl_fast
 from bulksync.source.batch import Source, SourceStream, ValueKind
-from bulksync.source.records import MAX_RECORD_BYTES, slices, too_long
+from bulksync.source.location import SourcePath
+from bulksync.source.records import MAX_RECORD_BYTES, cut_short, slices, too_long
+from bulksync.source.spool import Spool
 from bulksync.source.text import utf8_text
 
 JSONL_CHUNK_LINES = 50_000
+BATCH_BYTES = 16 << 20  # parse about this much JSONL per batch, as for CSV
 _SPLIT_BYTES = 64 << 10  # lines split at a time: the list of 64 KB of blank lines is 512 KB
 
 
-def open_jsonl(path: Path, blocks: Iterable[bytes]) -> SourceStream:
-    """The whole file from UTF-8 ``blocks``, parsed now, as a stream of one batch."""
-    source = _read_jsonl(path, _lines(path, blocks))
-    header = Source(path=path, frame=source.frame.clear(), kinds=source.kinds, header_lines=0)
-    return SourceStream(header, iter([source]))
+def open_jsonl(path: SourcePath, blocks: Iterable[bytes], *, streamed: bool = False) -> SourceStream:
+    """Every line of UTF-8 ``blocks`` parsed now, a batch at a time; the batches are replayed as consumed.
+
+    ``streamed`` (standard input): a last line without a line end that is not JSON fails the source,
+    since the rest of it never came.
+    """
+    spool: Spool[list[tuple[int, str]]] = Spool()
+    kinds: dict[str, set[ValueKind]] = {}
+    columns: dict[str, None] = {}
+    seen = False
+    for chunk, (frame, batch_kinds, malformed) in _parsed(path, _line_chunks(path, blocks)):
+        last = chunk.lines_before + chunk.lines
+        if streamed and chunk.unterminated and malformed and malformed[-1][0] == last:
+            raise cut_short(path, f"line {last}: {malformed[-1][1]}")
+        for name, kind in batch_kinds.items():
+            kinds.setdefault(name, set()).update(kind)
+        columns.update(dict.fromkeys(c for c in frame.columns if c != ROW))
+        seen = seen or frame.height > 0 or bool(malformed)
+        spool.add(frame, malformed)
+    if not seen:
+        raise InputError(f"{path}: the file is empty; expected one JSON object per line, such as {{\"email\": ...}}")
+    resolved = {c: (next(iter(k)) if len(k) == 1 else "string") for c, k in kinds.items()}
+    header = Source(path=path, frame=pl.DataFrame(schema={ROW: pl.UInt32, **{c: pl.String for c in columns}}),
+                    kinds=resolved, header_lines=0)
+    return SourceStream(header, _replayed(header, spool))
 
 
-def _lines(path: Path, blocks: Iterable[bytes]) -> Iterator[tuple[int, str]]:
-    """Each line of the file with its number, decoded a block at a time (the file's text is never
-    whole in memory); a line longer than ``MAX_RECORD_BYTES`` is an InputError."""
-    number = 0  # lines before the ones of this block
+def _parsed(path: SourcePath, chunks: Iterator[_Chunk]) -> Iterator[tuple[_Chunk, jsonl_fast.Parsed]]:
+    """Each chunk parsed in a background thread while the next one is read (polars, and reading,
+    let go of the GIL): polars' reading when it is exact, else line by line."""
+
+    def parse(chunk: _Chunk) -> jsonl_fast.Parsed:
+        return jsonl_fast.parse(chunk.data, chunk.lines_before, chunk.lines) or _parse(path, chunk)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulksync-jsonl") as parser:
+        ahead: tuple[_Chunk, Future[jsonl_fast.Parsed]] | None = None
+        for chunk in chunks:
+            parsing = parser.submit(parse, chunk)
+            if ahead is not None:
+                yield ahead[0], ahead[1].result()
+            ahead = chunk, parsing
+        if ahead is not None:
+            yield ahead[0], ahead[1].result()
+
+
+def _replayed(header: Source, spool: Spool[list[tuple[int, str]]]) -> Iterator[Source]:
+    """The spooled batches, each with every column of the file (the ones it lacks as nulls)."""
+    names = header.frame.columns
+    for frame, malformed in spool.replay():
+        missing = [name for name in names if name not in frame.columns]
+        full = frame.with_columns(pl.lit(None, dtype=pl.String).alias(name) for name in missing).select(names)
+        yield Source(path=header.path, frame=full, kinds=dict(header.kinds), malformed=malformed, header_lines=0)
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """Whole lines of the file (the last one may lack its line end), for one batch."""
+
+    data: bytes
+    lines_before: int
+    lines: int  # lines in ``data``
+    unterminated: bool  # the file's last line, without a line end, ends ``data``
+
+
+def _line_chunks(path: SourcePath, blocks: Iterable[bytes]) -> Iterator[_Chunk]:
+    """The file's lines in chunks of about ``BATCH_BYTES`` (a run of blank lines is counted, never
+    kept); a line longer than ``MAX_RECORD_BYTES`` is an InputError."""
+    batch = _Batcher()
     carried = b""  # a line begun in an earlier block
     for piece in chain(slices(blocks), [b""]):
         # A line within one slice is within the limit: only one that runs on from an earlier slice can pass it.
         first = piece.find(b"\n")
         if carried and len(carried) + (first + 1 if first >= 0 else len(piece)) > MAX_RECORD_BYTES:
-            raise too_long(path, number + 1, "line")
+            raise too_long(path, batch.lines + batch.pending_lines + 1, "line")
         data = carried + piece if carried else piece
         end = data.rfind(b"\n") + 1 if piece else len(data)  # the file's end ends its last line
-        if not end:
+        if not end and piece:
             carried = data
             continue
         body, carried = data[:end], data[end:]
-        yield from _split_lines(path, body, number)
-        number += body.count(b"\n")
+        unterminated = not piece and bool(body) and not body.endswith(b"\n")
+        if body and body.isspace() and not unterminated:  # blank lines only: counted, never held
+            yield from batch.flush()
+            batch.lines += body.count(b"\n")
+        elif body:
+            yield from batch.add(body, unterminated)
+    yield from batch.flush()
 
 
-def _split_lines(path: Path, body: bytes, number: int) -> Iterator[tuple[int, str]]:
+class _Batcher:
+    """Whole lines gathered into chunks of about ``BATCH_BYTES``, cut at line ends."""
+
+    def __init__(self) -> None:
+        self.lines = 0  # lines in the chunks handed on (and blank runs skipped)
+        self.pending: list[bytes] = []
+        self.pending_lines = 0
+        self.size = 0
+        self.unterminated = False  # the pending lines end with the file's last line, which has no line end
+
+    def add(self, body: bytes, unterminated: bool) -> Iterator[_Chunk]:
+        while body:
+            room = BATCH_BYTES - self.size
+            cut = len(body) if len(body) <= room else body.rfind(b"\n", 0, room) + 1
+            if not cut:  # no line end within the room: hand on what is pending, or take one whole line
+                if self.pending:
+                    yield from self.flush()
+                    continue
+                cut = body.find(b"\n", room) + 1 or len(body)
+            head, body = (body, b"") if cut == len(body) else (body[:cut], body[cut:])
+            self.pending.append(head)
+            self.size += len(head)
+            self.unterminated = unterminated and not body
+            self.pending_lines += head.count(b"\n") + self.unterminated
+            if self.size >= BATCH_BYTES:
+                yield from self.flush()
+
+    def flush(self) -> Iterator[_Chunk]:
+        if not self.pending:
+            return
+        joined = self.pending[0] if len(self.pending) == 1 else b"".join(self.pending)
+        self.pending = []
+        chunk = _Chunk(joined, self.lines, self.pending_lines, self.unterminated)
+        self.unterminated = False
+        self.lines, self.pending_lines, self.size = self.lines + self.pending_lines, 0, 0
+        yield chunk
+
+
+def _parse(path: SourcePath, chunk: _Chunk) -> jsonl_fast.Parsed:
+    """A chunk line by line (the slow path): its rows as text, the kinds seen, its malformed lines."""
+    malformed: list[tuple[int, str]] = []
+    kinds: dict[str, set[ValueKind]] = {}
+    frames = [
+        pl.DataFrame(columns, schema={ROW: pl.UInt32, **{c: pl.String for c in columns if c != ROW}})
+        for columns in _jsonl_chunks(_split_lines(path, chunk.data, chunk.lines_before), malformed, kinds)
+    ]
+    frame = pl.concat(frames, how="diagonal") if frames else pl.DataFrame(schema={ROW: pl.UInt32})
+    return frame, kinds, malformed
+
+
+def _split_lines(path: SourcePath, body: bytes, number: int) -> Iterator[tuple[int, str]]:
     """The lines of ``body`` (whole lines; ``number`` of them before it), split ``_SPLIT_BYTES`` at a
     time (a list holds 8 bytes a line, so a block of blank lines would be a list 8 times its size);
     a part of only blank lines is counted and never split."""
@@ -68,20 +188,6 @@ def _split_lines(path: Path, body: bytes, number: int) -> Iterator[tuple[int, st
             yield from enumerate(utf8_text(path, part, number).split("\n"), start=number + 1)
         number += part.count(b"\n")
         start = end
-
-
-def _read_jsonl(path: Path, lines: Iterable[tuple[int, str]]) -> Source:
-    malformed: list[tuple[int, str]] = []
-    kinds: dict[str, set[ValueKind]] = {}
-    chunks = [
-        pl.DataFrame(columns, schema={ROW: pl.UInt32, **{c: pl.String for c in columns if c != ROW}})
-        for columns in _jsonl_chunks(lines, malformed, kinds)
-    ]
-    if not chunks and not malformed:
-        raise InputError(f"{path}: the file is empty; expected one JSON object per line, such as {{\"email\": ...}}")
-    frame = pl.concat(chunks, how="diagonal") if chunks else pl.DataFrame(schema={ROW: pl.UInt32})
-    resolved = {c: (next(iter(k)) if len(k) == 1 else "string") for c, k in kinds.items()}
-    return Source(path=path, frame=frame, kinds=resolved, malformed=malformed)
 
 
 def _jsonl_chunks(

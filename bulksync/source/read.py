@@ -1,17 +1,17 @@
-"""Stream a CSV or JSONL file (optionally gzipped) as polars frames of text columns.
+"""Stream a source (CSV, TSV or JSONL, gzipped or not, or Parquet) as polars frames of text columns.
 
 Every value stays text here (``02134`` stays ``02134``); types are decided by ``normalise``. Each
 record keeps its 1-based position in the source in the ``ROW`` column so that every later message
-can point at it. The file is read in blocks, decoded to UTF-8 with ``\\n`` line ends, and handed to
-the reader of its kind: ``csv_reader`` (in batches, so a file of any size passes through a bounded
-amount of memory) or ``jsonl_reader``.
+can point at it. A source is a local file, standard input (``-``) or a URL (``location``); its bytes
+are read in blocks (``streams``), decoded to UTF-8 with ``\\n`` line ends, and handed to the reader
+of its kind: ``csv_reader`` or ``jsonl_reader``, each in batches, so that a source of any size passes
+through a bounded amount of memory. Parquet is read by polars, a row group at a time (``parquet_reader``).
 """
 
 from __future__ import annotations
 
 import codecs
-import gzip
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from itertools import chain
 from pathlib import Path
 
@@ -21,17 +21,23 @@ from bulksync.errors import InputError
 from bulksync.source.batch import Source, SourceStream
 from bulksync.source.csv_reader import open_csv
 from bulksync.source.jsonl_reader import open_jsonl
+from bulksync.source.location import Location, SourcePath, locate, source_format
+from bulksync.source.streams import source_blocks
 from bulksync.source.text import undecodable
 
-BLOCK_BYTES = 8 << 20  # read from disk (or gzip) this much at a time
+BLOCK_BYTES = 8 << 20  # read from disk, a pipe, the network (or gzip) this much at a time
+StorageOptions = Mapping[str, str] | Iterable[tuple[str, str]] | None
 
 
-def read_source(path: Path, encoding: str = "utf-8", delimiter: str | None = None) -> Source:
-    """The whole of ``path`` as one Source (for what needs every row at once: check, baseline)."""
-    stream = open_source(path, encoding, delimiter)
+def read_source(
+    source: Path | str | Location, encoding: str = "utf-8", delimiter: str | None = None, *,
+    fmt: str | None = None, storage_options: StorageOptions = None,
+) -> Source:
+    """The whole of ``source`` as one Source (for a caller that wants every row at once)."""
+    stream = open_source(source, encoding, delimiter, fmt=fmt, storage_options=storage_options)
     parts = list(stream.batches)
     return Source(
-        path=path,
+        path=stream.header.path,
         frame=pl.concat([part.frame for part in parts]) if len(parts) > 1 else parts[0].frame,
         kinds=stream.header.kinds,
         malformed=[record for part in parts for record in part.malformed],
@@ -40,41 +46,36 @@ def read_source(path: Path, encoding: str = "utf-8", delimiter: str | None = Non
     )
 
 
-def open_source(path: Path, encoding: str = "utf-8", delimiter: str | None = None) -> SourceStream:
-    """Open ``path`` by its extension: .csv, .tsv or .jsonl/.ndjson, each optionally .gz.
+def open_source(
+    source: Path | str | Location, encoding: str = "utf-8", delimiter: str | None = None, *,
+    fmt: str | None = None, storage_options: StorageOptions = None,
+) -> SourceStream:
+    """Open ``source``: a path, ``-`` for standard input, or a URL (s3://, gs://, az://, https://).
 
-    The header is read and checked here; the rows are read as ``batches`` is consumed.
+    The format is ``fmt`` (``--format``) or the name's extension: .csv, .tsv or .jsonl/.ndjson, each
+    optionally .gz (gzip is also recognised from the bytes), or .parquet. The header is read and
+    checked here; the rows are read as ``batches`` is consumed. ``storage_options`` are a URL's
+    settings beyond the environment (``--storage-option KEY=VALUE``).
     """
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-    fmt = suffixes[-1] if suffixes else ""
-    if fmt not in (".csv", ".jsonl", ".ndjson", ".tsv"):
-        raise InputError(
-            f"{path}: unknown source format {fmt or '(no extension)'!r}; "
-            "name the file .csv, .tsv, .jsonl or .ndjson (optionally .gz)"
-        )
-    blocks = _utf8_blocks(path, encoding)
-    if fmt in (".jsonl", ".ndjson"):
-        return open_jsonl(path, blocks)
-    return open_csv(path, blocks, delimiter or ("\t" if fmt == ".tsv" else None))
+    where = locate(source)
+    kind, gzipped = source_format(where, fmt)
+    options = dict(storage_options or {})
+    if kind == "parquet":
+        if gzipped:
+            raise InputError(f"{where}: a Parquet file is compressed inside; give it without .gz")
+        from bulksync.source.parquet_reader import open_parquet  # noqa: PLC0415 (loaded for Parquet only)
+
+        return open_parquet(where, options)
+    streamed = isinstance(where, Location) and where.kind == "stdin"  # read once: a cut-short end fails the run
+    blocks = _utf8_blocks(where, source_blocks(where, BLOCK_BYTES, gzipped=gzipped, storage_options=options),
+                          encoding)
+    if kind == "jsonl":
+        return open_jsonl(where, blocks, streamed=streamed)
+    return open_csv(where, blocks, delimiter or ("\t" if kind == "tsv" else None), streamed=streamed)
 
 
-def _raw_blocks(path: Path) -> Iterator[bytes]:
-    try:
-        with gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb") as fh:
-            while block := fh.read(BLOCK_BYTES):
-                yield block
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file; check the SOURCE path") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory; SOURCE must be a .csv or .jsonl file") from None
-    except (OSError, EOFError) as exc:
-        raise InputError(f"{path}: cannot be read ({exc}); check the file is complete") from None
-
-
-def _utf8_blocks(path: Path, encoding: str) -> Iterator[bytes]:
-    """The file as UTF-8 blocks without a BOM and with ``\\n`` line ends (universal newlines).
+def _utf8_blocks(path: SourcePath, blocks: Iterator[bytes], encoding: str) -> Iterator[bytes]:
+    """The source as UTF-8 blocks without a BOM and with ``\\n`` line ends (universal newlines).
 
     UTF-8 input stays bytes (polars validates it while parsing, so a valid file is never decoded
     here); another encoding is decoded and re-encoded, block by block.
@@ -86,7 +87,7 @@ def _utf8_blocks(path: Path, encoding: str) -> Iterator[bytes]:
         raise InputError(f"unknown --encoding {encoding!r}; use a Python codec name such as latin-1") from None
     lines = 0  # line breaks already passed, to name the line of a bad byte
     carried = b""  # a block ending in \r may be half of a \r\n
-    raw_blocks = chain(_raw_blocks(path), [b""])  # the empty block flushes the decoder
+    raw_blocks = chain(blocks, [b""])  # the empty block flushes the decoder
     for number, raw in enumerate(raw_blocks):
         data = raw
         if decoder is not None:

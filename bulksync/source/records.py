@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from bulksync.errors import InputError
+from bulksync.source.location import SourcePath
 
 # The longest record (CSV, with its quoted line breaks) or line (JSONL) a source may hold: "16 MB" in
 # messages. Far more than any row Loops can take (498 characters a value), and above a 10 MB value,
@@ -30,13 +30,23 @@ _FIRST_END_EVEN = re.compile(rb'(?:[^"\n]++|"[^"]*+")*+\n')  # the data starts o
 _FIRST_END_ODD = re.compile(rb'[^"]*+"(?:[^"\n]++|"[^"]*+")*+\n')  # ... inside quotes
 
 
-def too_long(path: Path, line: int, what: str = "record") -> InputError:
+def too_long(path: SourcePath, line: int, what: str = "record") -> InputError:
     """The one-line error for a record (or line) over the limit, naming where it starts."""
     limit = f"{MAX_RECORD_BYTES >> 20} MB" if MAX_RECORD_BYTES >= 1 << 20 else f"{MAX_RECORD_BYTES} bytes"
     return InputError(
         f"{path}:{line}: the {what} starting on this line is longer than {limit}, the limit for one record; "
         "check it for an unclosed quote, or shorten its values"
     )
+
+
+CUT_SHORT_FILE = "the file looks cut short (was it still being written?); export it again"
+
+
+def cut_short(path: SourcePath, reason: str) -> InputError:
+    """A source read once (standard input) whose last record was cut short: the whole run stops, for
+    the rest of the export never came and its contacts must not look deleted."""
+    return InputError(f"{path}: {reason}; the input stopped short (did the command writing it fail?); "
+                      "nothing was sent")
 
 
 def slices(blocks: Iterable[bytes]) -> Iterator[bytes]:
@@ -94,7 +104,7 @@ class Chunk:
 
 
 def record_chunks(
-    blocks: Iterable[bytes], header: bytes, *, path: Path, lines_before: int, batch_bytes: int
+    blocks: Iterable[bytes], header: bytes, *, path: SourcePath, lines_before: int, batch_bytes: int
 ) -> Iterator[Chunk]:
     """The records of ``blocks`` in chunks of about ``batch_bytes``, each starting with ``header``: never
     more than ``max(batch_bytes, MAX_RECORD_BYTES) + MAX_RECORD_BYTES`` bytes of records.

@@ -47,7 +47,8 @@ def test_unknown_extension_is_an_input_error(tmp_path: Path, name: str, shown: s
     path = write(tmp_path, name, "email\nada@example.com\n")
 
     assert input_error(path) == (
-        f"{path}: unknown source format {shown}; name the file .csv, .tsv, .jsonl or .ndjson (optionally .gz)"
+        f"{path}: unknown source format {shown}; name the file .csv, .tsv, .jsonl, .ndjson (optionally .gz) "
+        "or .parquet, or pass --format"
     )
 
 
