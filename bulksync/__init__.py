@@ -20,6 +20,7 @@ from bulksync.errors import (
     InputError,
     Interrupted,
     StateError,
+    StateLostError,
 )
 from bulksync.report.summary import Summary, SyncResult
 from bulksync.sync import apply_plan, record_baseline, run_sync
@@ -27,7 +28,7 @@ from bulksync.sync import apply_plan, record_baseline, run_sync
 __all__ = [
     "ApiError", "AuthError", "BulksyncError", "ClearGuardError", "ConfigError", "DeleteGuardError", "ExitStatus",
     "GuardError", "InputError",
-    "Interrupted", "Runtime", "StateError", "Summary", "SyncConfig", "SyncResult", "apply_plan",
+    "Interrupted", "Runtime", "StateError", "StateLostError", "Summary", "SyncConfig", "SyncResult", "apply_plan",
     "record_baseline", "run_sync", "sync",
 ]
 __version__ = "0.1.0"

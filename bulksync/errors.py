@@ -41,6 +41,13 @@ class StateError(BulksyncError):
     """The state file is missing, corrupt, locked or of the wrong kind; nothing was sent."""
 
 
+class StateLostError(StateError):
+    """The state's database connection, and with it the run lock, went away mid-run: the run stopped
+    sending at once; what was in flight is settled by the next run."""
+
+    exit_status = ExitStatus.ROWS_FAILED
+
+
 class GuardError(BulksyncError):
     """A guard refused the whole run (it looked like a broken export); nothing was sent."""
 

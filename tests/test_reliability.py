@@ -12,30 +12,16 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from bench.generate import contacts, write
 from bulksync.emulator import EmulatorServer, Faults, LoopsEmulator
-from bulksync.state import open_state
 from bulksync.state.lock import lock_path, run_lock
-from tests.helpers import finish, spawn, wait_for_contacts
-
-
-def generated(workdir: Path, rows: int, name: str = "people.csv") -> Path:
-    return write(contacts(0, rows, 2), workdir / name)
-
-
-def emails_in_state(path: Path) -> set[str]:
-    with open_state(path, readonly=True) as state:
-        return {key for key, _ in state.contacts()}
-
-
-def assert_loops_equals_source(emulator: LoopsEmulator, rows: int) -> None:
-    held = {c["email"]: c for c in emulator.contacts()}
-    assert sorted(held) == sorted(f"user{i}@example.com" for i in range(rows))
-    for i in range(rows):
-        contact = held[f"user{i}@example.com"]
-        assert (contact["firstName"], contact["userId"]) == (f"First{i}", f"u{i}")
-        assert contact["subscribed"] is (i % 17 != 0)
-
+from tests.helpers import (
+    assert_loops_equals_source,
+    emails_in_state,
+    finish,
+    generated,
+    spawn,
+    wait_for_contacts,
+)
 
 # -- one run at a time -------------------------------------------------------------------------------
 

@@ -28,6 +28,8 @@ class StateRecorder:
         self.changes: dict[str, int | None] | None = {}
 
     def add(self, outcome: Outcome) -> None:
+        """Take one outcome; raises (and so stops the run) once the state can take no more writes."""
+        self._state.check_alive()
         action = outcome.action
         if not outcome.ok or outcome.sent is None:
             return
@@ -51,6 +53,11 @@ class StateRecorder:
             self.changes[key] = row_hash
             if len(self.changes) > SNAPSHOT_TRACK_LIMIT:
                 self.changes = None
+
+    @property
+    def unsaved(self) -> int:
+        """Confirmed writes not in the state yet: after a commit failed, what the next run sends again."""
+        return len(self._saves) + len(self._forgets)
 
     def flush(self) -> None:
         if self._saves:

@@ -2,7 +2,8 @@
 
 The kernel drops the lock when its holder dies, even by ``kill -9``, so a lock left by a killed
 run is simply taken over. The file names its holder (pid, start time) for the message a second
-run prints.
+run prints. (A PostgreSQL state holds an advisory lock instead, on its own connection: see
+``postgres.py``; both name their holder in the same words.)
 """
 
 from __future__ import annotations
@@ -46,13 +47,8 @@ def run_lock(state_path: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _describe(_read_holder(fd))
-            raise StateError(
-                f"{state_path} is in use by another bulksync run ({holder}); wait for it to finish, or stop it"
-            ) from None
-        previous = _read_holder(fd)
-        if previous.get("pid") and previous.get("pid") != os.getpid():
-            log.warning("taking over the lock of %s, which ended without releasing it", _describe(previous))
+            raise in_use(state_path, _read_holder(fd)) from None
+        taking_over(_read_holder(fd))
         _write_holder(fd)
         try:
             yield
@@ -74,8 +70,26 @@ def _read_holder(fd: int) -> dict[str, object]:
 def _write_holder(fd: int) -> None:
     os.ftruncate(fd, 0)
     os.lseek(fd, 0, os.SEEK_SET)
-    os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": utc_now()}).encode())
+    os.write(fd, json.dumps(this_run()).encode())
     os.fsync(fd)
+
+
+def this_run() -> dict[str, object]:
+    """How a lock names its holder."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "started": utc_now()}
+
+
+def in_use(state: object, holder: dict[str, object]) -> StateError:
+    """The refusal a second run gets, naming the run that holds the lock."""
+    return StateError(
+        f"{state} is in use by another bulksync run ({_describe(holder)}); wait for it to finish, or stop it"
+    )
+
+
+def taking_over(previous: dict[str, object]) -> None:
+    """A lock whose last holder ended without releasing it (killed): say so, and take it."""
+    if previous.get("pid") and (previous.get("pid"), previous.get("host")) != (os.getpid(), socket.gethostname()):
+        log.warning("taking over the lock of %s, which ended without releasing it", _describe(previous))
 
 
 def _describe(holder: dict[str, object]) -> str:

@@ -1,22 +1,24 @@
 """The state's interface: what bulksync last pushed successfully, per contact, and the run's notes.
 
 A store records a contact only after Loops confirmed the write. SQLite (``sqlite.py``) is the
-embedded default; every store offers exactly these methods, so the stages above never know which
-one they talk to.
+embedded default, PostgreSQL (``postgres.py``) the one for runners that share a state; every store
+offers exactly these methods, so the stages above never know which one they talk to.
 """
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import polars as pl
 
-from bulksync.errors import StateError
+from bulksync.errors import StateError, printable
+from bulksync.location import StateLocation
 
 Fields = dict[str, str]
 # key, hash of the synced source row, fields now in Loops, held back, Loops' id for the contact (if known)
@@ -40,7 +42,7 @@ def utc_now() -> str:
 class StateStore(ABC):
     """One audience's state. Read-only stores (a dry run) refuse every write."""
 
-    path: Path
+    path: StateLocation
     readonly: bool
 
     # -- the run's notes (key, generation, account, last run) ------------------------------------
@@ -124,6 +126,11 @@ class StateStore(ABC):
         """Remember ``hashes`` (equal to the contacts now, by key and row hash) for the next plan."""
 
     @abstractmethod
+    def check_alive(self) -> None:
+        """Raise if the store can take no more writes (its connection, and with it its lock, is gone):
+        the run must then stop sending at once."""
+
+    @abstractmethod
     def close(self) -> None:
         """Release the store."""
 
@@ -132,3 +139,30 @@ class StateStore(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def dump_fields(fields: Mapping[str, Any]) -> str:
+    """Fields as stored: canonical JSON text."""
+    return json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def load_fields(location: StateLocation, key: str, text: str) -> Fields:
+    """Stored fields; a null member (as polars writes absent values) means the field is not set."""
+    try:
+        fields = json.loads(text)
+    except ValueError:
+        fields = None
+    if not isinstance(fields, dict) or not all(isinstance(v, str | None) for v in fields.values()):
+        what = "the state file" if isinstance(location, Path) else "the state"
+        raise StateError(
+            f"{location}: {what} is damaged (the fields of {printable(key[:80])} are not a JSON "
+            "object of text values); restore it from a backup or pass another --state"
+        )
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def batches(keys: Iterable[str], size: int) -> Iterator[list[str]]:
+    """``keys`` sorted (neighbouring pages of an index), ``size`` at a time."""
+    ordered = sorted(keys)
+    for start in range(0, len(ordered), size):
+        yield ordered[start : start + size]

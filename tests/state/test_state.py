@@ -1,4 +1,6 @@
-"""The state file: create, save, forget, read back, refuse what is not ours, and stay private."""
+"""The state file: create, save, forget, read back, refuse what is not ours, and stay private.
+
+Tests of the interface (``any_store``, ``location``) run on the SQLite file and on PostgreSQL alike."""
 
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ import pytest
 
 from bulksync.columns import KEY, STATE_HASH
 from bulksync.errors import StateError
+from bulksync.location import StateLocation
 from bulksync.state import open_state
-from bulksync.state.sqlite import SCHEMA_VERSION
+from bulksync.state.sqlite import SCHEMA_VERSION, SQLiteStateStore
 from bulksync.state.store import StateStore, Tombstone
 
 KEY_COLUMN = "__key"
@@ -82,82 +85,83 @@ def test_wal_files_are_private_too(path: Path, store: StateStore) -> None:
     assert {p.name: mode(p) for p in companions} == {p.name: 0o600 for p in companions}
 
 
-def test_save_then_read_back(store: StateStore) -> None:
-    store.save(
+def test_save_then_read_back(any_store: StateStore) -> None:
+    any_store.save(
         [
             ("grace@example.com", -(2**63), {"email": "grace@example.com", "firstName": "Grace"}, False, None),
             ("ada@example.com", 2**63 - 1, {"email": "ada@example.com", "zip": "02134", "n": "Zoë"}, False, None),
         ]
     )
 
-    assert store.count() == 2
-    assert list(store.contacts()) == [
+    assert any_store.count() == 2
+    assert list(any_store.contacts()) == [
         ("ada@example.com", {"email": "ada@example.com", "n": "Zoë", "zip": "02134"}),
         ("grace@example.com", {"email": "grace@example.com", "firstName": "Grace"}),
     ]
-    assert store.fields_for(["grace@example.com", "nobody@example.com"]) == {
+    assert any_store.fields_for(["grace@example.com", "nobody@example.com"]) == {
         "grace@example.com": {"email": "grace@example.com", "firstName": "Grace"}
     }
 
 
-def test_saving_a_key_again_replaces_it(store: StateStore) -> None:
-    store.save([("ada@example.com", 1, {"email": "ada@example.com", "plan": "free"}, False, None)])
-    store.save([("ada@example.com", 2, {"email": "ada@example.com"}, False, None)])
+def test_saving_a_key_again_replaces_it(any_store: StateStore) -> None:
+    any_store.save([("ada@example.com", 1, {"email": "ada@example.com", "plan": "free"}, False, None)])
+    any_store.save([("ada@example.com", 2, {"email": "ada@example.com"}, False, None)])
 
-    assert store.count() == 1
-    assert store.hashes().to_dicts() == [{KEY_COLUMN: "ada@example.com", STATE_HASH: 2}]
-    assert store.fields_for(["ada@example.com"]) == {"ada@example.com": {"email": "ada@example.com"}}
-
-
-def test_forget_drops_keys_and_ignores_unknown_ones(store: StateStore) -> None:
-    store.save([(k, i, {"email": k}, False, None) for i, k in enumerate(["a@x.io", "b@x.io", "c@x.io"])])
-
-    store.forget(["a@x.io", "zzz@x.io", "c@x.io"])
-
-    assert [key for key, _ in store.contacts()] == ["b@x.io"]
+    assert any_store.count() == 1
+    assert any_store.hashes().to_dicts() == [{KEY_COLUMN: "ada@example.com", STATE_HASH: 2}]
+    assert any_store.fields_for(["ada@example.com"]) == {"ada@example.com": {"email": "ada@example.com"}}
 
 
-def test_generation_counts_every_committed_write(store: StateStore) -> None:
-    assert store.generation() == 0
-    store.save([("a@x.io", 1, {}, False, None)])
-    assert (store.generation(), store.meta("generation")) == (1, "1")
-    store.forget(["a@x.io"])
-    assert store.generation() == 2
-    store.save([("b@x.io", 2, {}, False, None)])
-    assert store.generation() == 3
-    store.set_meta({"key": "email"})  # bookkeeping, not a write to the contacts
-    assert store.generation() == 3
+def test_forget_drops_keys_and_ignores_unknown_ones(any_store: StateStore) -> None:
+    any_store.save([(k, i, {"email": k}, False, None) for i, k in enumerate(["a@x.io", "b@x.io", "c@x.io"])])
+
+    any_store.forget(["a@x.io", "zzz@x.io", "c@x.io"])
+
+    assert [key for key, _ in any_store.contacts()] == ["b@x.io"]
 
 
-def test_a_failed_save_writes_nothing(store: StateStore) -> None:
-    store.save([("a@x.io", 1, {}, False, None)])
+def test_generation_counts_every_committed_write(any_store: StateStore) -> None:
+    assert any_store.generation() == 0
+    any_store.save([("a@x.io", 1, {}, False, None)])
+    assert (any_store.generation(), any_store.meta("generation")) == (1, "1")
+    any_store.forget(["a@x.io"])
+    assert any_store.generation() == 2
+    any_store.save([("b@x.io", 2, {}, False, None)])
+    assert any_store.generation() == 3
+    any_store.set_meta({"key": "email"})  # bookkeeping, not a write to the contacts
+    assert any_store.generation() == 3
 
-    with pytest.raises(sqlite3.IntegrityError):
-        store.save([("b@x.io", 2, {}, False, None), ("c@x.io", None, {}, False, None)])  # type: ignore[list-item]
 
-    assert [key for key, _ in store.contacts()] == ["a@x.io"]
-    assert store.meta("generation") == "1"
+def test_a_failed_save_writes_nothing(any_store: StateStore) -> None:
+    any_store.save([("a@x.io", 1, {}, False, None)])
+    refusal = sqlite3.IntegrityError if isinstance(any_store, SQLiteStateStore) else StateError
+
+    with pytest.raises(refusal, match=r"(?i)not[ -]null"):
+        any_store.save([("b@x.io", 2, {}, False, None), ("c@x.io", None, {}, False, None)])  # type: ignore[list-item]
+
+    assert [key for key, _ in any_store.contacts()] == ["a@x.io"]
+    assert any_store.meta("generation") == "1"
 
 
-def test_set_meta_and_state_survive_reopening(path: Path) -> None:
-    with open_state(path) as store:
+def test_set_meta_and_state_survive_reopening(location: StateLocation) -> None:
+    with open_state(location) as store:
         store.set_meta({"key": "email", "last_run_outcome": "ok"})
         store.save([("ada@example.com", 5, {"email": "ada@example.com"}, False, None)])
 
-    with open_state(path) as again:
+    with open_state(location) as again:
         assert (again.meta("key"), again.meta("last_run_outcome")) == ("email", "ok")
         assert again.hashes().to_dicts() == [{KEY_COLUMN: "ada@example.com", STATE_HASH: 5}]
         assert again.generation() == 1
 
 
-def test_held_back_lists_contacts_whose_subscribed_true_was_not_sent(store: StateStore) -> None:
-    store.save([("a@x.io", 1, {}, True, None), ("b@x.io", 2, {}, False, None), ("c@x.io", 3, {}, True, None)])
-    assert sorted(store.held_back_keys()) == ["a@x.io", "c@x.io"]
+def test_held_back_lists_contacts_whose_subscribed_true_was_not_sent(any_store: StateStore) -> None:
+    any_store.save([("a@x.io", 1, {}, True, None), ("b@x.io", 2, {}, False, None), ("c@x.io", 3, {}, True, None)])
+    assert sorted(any_store.held_back_keys()) == ["a@x.io", "c@x.io"]
 
-    store.save([("a@x.io", 4, {}, False, None)])
-    store.forget(["c@x.io"])
+    any_store.save([("a@x.io", 4, {}, False, None)])
+    any_store.forget(["c@x.io"])
 
-    assert store.held_back_keys() == []
+    assert any_store.held_back_keys() == []
 
 
 def test_a_state_file_from_before_held_back_is_migrated_or_refused(path: Path) -> None:
@@ -182,6 +186,19 @@ def test_a_state_file_from_before_held_back_is_migrated_or_refused(path: Path) -
         store.save([("grace@example.com", 6, {"email": "grace@example.com"}, True, None)])  # must not crash
         assert store.hashes().sort(KEY_COLUMN)[STATE_HASH].to_list() == [5, 6]
         assert store.held_back_keys() == ["grace@example.com"]
+
+
+def test_loops_ids_are_kept_and_tombstones_replaced_and_dropped(any_store: StateStore) -> None:
+    any_store.save([("ada@example.com", 6, {"email": "ada@example.com"}, False, "c1")])
+    any_store.save([("ada@example.com", 7, {"email": "ada@example.com"}, False, None)])  # an answer without one
+    assert any_store.loops_ids(["ada@example.com", "nobody@example.com"]) == {"ada@example.com": "c1"}
+    any_store.save_tombstones([Tombstone("gone@example.com", "2026-01-01T00:00:00Z", False)])
+    newer = Tombstone("gone@example.com", "2026-02-01T00:00:00Z", True, ("news", "beta"))
+    any_store.save_tombstones([newer])
+
+    assert any_store.tombstones_for(["gone@example.com", "x"]) == {"gone@example.com": newer}
+    assert any_store.tombstone_count() == 1 and any_store.drop_tombstone("gone@example.com")
+    assert any_store.tombstone_count() == 0 and not any_store.drop_tombstone("gone@example.com")
 
 
 def test_a_schema_2_state_gains_ids_and_tombstones_and_keeps_its_contacts(path: Path) -> None:
@@ -214,73 +231,87 @@ def test_a_schema_2_state_gains_ids_and_tombstones_and_keeps_its_contacts(path: 
 # -- hashes and fields_for -----------------------------------------------------------------------------
 
 
-def test_hashes_of_an_empty_store_is_an_empty_typed_frame(store: StateStore) -> None:
-    frame = store.hashes()
+def test_hashes_of_an_empty_store_is_an_empty_typed_frame(any_store: StateStore) -> None:
+    frame = any_store.hashes()
 
     assert frame.height == 0
     assert frame.schema == pl.Schema({KEY_COLUMN: pl.String, STATE_HASH: pl.Int64})
 
 
-def test_hashes_keeps_every_key_exactly_as_text(store: StateStore) -> None:
+def test_hashes_keeps_every_key_exactly_as_text(any_store: StateStore) -> None:
     keys = ["00123", "1e5", "NA", "null", "true", 'o"brien@example.ie', "a,b@example.com", "zoë@example.com", "#x@y.io"]
-    store.save([(key, -i - 1, {}, False, None) for i, key in enumerate(keys)])
+    any_store.save([(key, -i - 1, {}, False, None) for i, key in enumerate(keys)])
 
-    frame = store.hashes().sort(STATE_HASH, descending=True)
+    frame = any_store.hashes().sort(STATE_HASH, descending=True)
 
     assert frame.schema == pl.Schema({KEY_COLUMN: pl.String, STATE_HASH: pl.Int64})
     assert frame[KEY_COLUMN].to_list() == keys
     assert frame[STATE_HASH].to_list() == [-i - 1 for i in range(len(keys))]
 
 
-def test_fields_for_reads_more_keys_than_one_batch(store: StateStore) -> None:
+def test_fields_for_reads_more_keys_than_one_batch(any_store: StateStore) -> None:
     keys = [f"user{i:04d}@example.com" for i in range(1234)]
-    store.save([(key, i, {"email": key, "n": str(i)}, False, None) for i, key in enumerate(keys)])
+    any_store.save([(key, i, {"email": key, "n": str(i)}, False, None) for i, key in enumerate(keys)])
 
-    found = store.fields_for([*reversed(keys), "nobody@example.com"])
+    found = any_store.fields_for([*reversed(keys), "nobody@example.com"])
 
     assert len(found) == 1234
     assert found["user0000@example.com"] == {"email": "user0000@example.com", "n": "0"}
     assert found["user1233@example.com"] == {"email": "user1233@example.com", "n": "1233"}
-    assert store.fields_for([]) == {}
+    assert any_store.fields_for([]) == {}
 
 
-def test_save_frame_records_a_baseline_without_null_fields(store: StateStore) -> None:
+def test_save_frame_records_a_baseline_without_null_fields(any_store: StateStore) -> None:
     frame = pl.DataFrame(
         {"__key": ["ada@example.com", "grace@example.com"], "__hash": [11, -22],
          "email": ["ada@example.com", "grace@example.com"], "plan": ["pro", None]},
         schema={"__key": pl.String, "__hash": pl.Int64, "email": pl.String, "plan": pl.String},
     )
 
-    store.save_frame(frame, "__key", "__hash", ["plan", "email"])
+    any_store.save_frame(frame, "__key", "__hash", ["plan", "email"])
 
-    assert store.hashes().sort(KEY_COLUMN).to_dicts() == [
+    assert any_store.hashes().sort(KEY_COLUMN).to_dicts() == [
         {KEY_COLUMN: "ada@example.com", STATE_HASH: 11},
         {KEY_COLUMN: "grace@example.com", STATE_HASH: -22},
     ]
-    assert store.fields_for(["ada@example.com", "grace@example.com"]) == {
+    assert any_store.fields_for(["ada@example.com", "grace@example.com"]) == {
         "ada@example.com": {"email": "ada@example.com", "plan": "pro"},
         "grace@example.com": {"email": "grace@example.com"},
     }
-    assert store.meta("generation") == "1"
+    assert any_store.meta("generation") == "1"
+
+
+def test_a_baseline_replaces_its_keys_the_last_row_of_a_key_winning(any_store: StateStore) -> None:
+    any_store.save([("ada@example.com", 1, {"email": "ada@example.com", "plan": "free"}, True, "c1"),
+                    ("bob@example.com", 2, {"email": "bob@example.com"}, False, "c2")])
+    frame = pl.DataFrame({"__key": ["ada@example.com", "cy@example.com", "ada@example.com"], "__hash": [3, 4, 5],
+                          "email": ["ada@example.com", "cy@example.com", "ada@example.com"]})
+
+    any_store.save_frame(frame, "__key", "__hash", ["email"])
+
+    assert dict(any_store.hashes().iter_rows()) == {"ada@example.com": 5, "bob@example.com": 2, "cy@example.com": 4}
+    assert any_store.fields_for(["ada@example.com"]) == {"ada@example.com": {"email": "ada@example.com"}}
+    assert any_store.held_back_keys() == [] and any_store.loops_ids(["ada@example.com", "bob@example.com"]) == {
+        "bob@example.com": "c2"}
 
 
 # -- the key a state file is bound to -----------------------------------------------------------------
 
 
-def test_check_key_accepts_a_fresh_file_and_the_same_key(store: StateStore) -> None:
-    store.check_key("userId")
-    store.set_meta({"key": "email"})
-    store.check_key("email")
+def test_check_key_accepts_a_fresh_file_and_the_same_key(any_store: StateStore) -> None:
+    any_store.check_key("userId")
+    any_store.set_meta({"key": "email"})
+    any_store.check_key("email")
 
 
-def test_check_key_mismatch_is_a_state_error(path: Path, store: StateStore) -> None:
-    store.set_meta({"key": "email"})
+def test_check_key_mismatch_is_a_state_error(location: StateLocation, any_store: StateStore) -> None:
+    any_store.set_meta({"key": "email"})
 
     with pytest.raises(StateError) as info:
-        store.check_key("userId")
+        any_store.check_key("userId")
 
     assert str(info.value) == (
-        f"{path} identifies contacts by email, not userId; pass --key email or use another --state file"
+        f"{location} identifies contacts by email, not userId; pass --key email or use another --state file"
     )
 
 
