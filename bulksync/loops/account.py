@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bulksync.fields import MAILING_LISTS, STANDARD_FIELDS, is_list_field
-from bulksync.source.mapping import lists_by_name, property_types
+from bulksync.source.batch import Source
+from bulksync.source.mapping import apply_mapping, identity_mapping, lists_by_name, property_types
+from bulksync.source.mapping_spec import MappingSpec
 from bulksync.state.store import StateStore, utc_now
 
 META_KEY = "account"
@@ -58,6 +60,17 @@ def account_for(
         account = fetch_account(loops)
         remember(state, account)
     return account
+
+
+def mapped_source(source: Source, spec: MappingSpec | None, account: Account | None) -> Source:
+    """``source`` mapped by ``spec`` (without one, named like Loops fields), its values typed as the
+    account's properties say and the mapping's list names resolved, when the account is known."""
+    if spec is not None:
+        lists = account.lists if account and spec.list_refs() else None
+        return apply_mapping(source, spec, lists, account_types=account.properties if account else None)
+    if account is not None:
+        return identity_mapping(source, account_types=account.properties)
+    return source
 
 
 def fetch_account(client: AccountReader) -> Account:

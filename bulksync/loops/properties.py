@@ -18,7 +18,7 @@ def ensure_properties(
     types: dict[str, str],
     account: Account | None,
     loops: Connection | None,
-    state: StateStore,
+    state: StateStore | None,
     *,
     create: bool,
     where: str,
@@ -26,7 +26,8 @@ def ensure_properties(
     """Check (or, with ``create``, make) the custom properties among the ``filled`` fields, of
     ``types`` (a string unless said otherwise).
 
-    Returns notes for the summary; a dry run (a read-only state) creates nothing and only notes.
+    Returns notes for the summary; a dry run (a read-only state) creates nothing and only notes, and
+    so does a run without a state (an export) unless ``create``.
     """
     needed = {name: types.get(name, "string") for name in filled}
     if account is None:
@@ -40,7 +41,7 @@ def ensure_properties(
     invalid = [problem for name in missing if (problem := target_problem(name))]
     if invalid:
         raise ConfigError(f"{where}: {'; '.join(invalid)}; rename the column or map it with --mapping")
-    if state.readonly:
+    if state.readonly if state is not None else not create:
         verb = "will be created (--create-properties)" if create else "must exist first: pass --create-properties"
         return [f"Loops has no property {listed} yet; it {verb}"]
     if not create:
@@ -51,5 +52,6 @@ def ensure_properties(
     assert loops is not None
     for name, type_ in missing.items():
         loops.create_property(name, type_)
-    remember(state, Account({**account.properties, **missing}, account.lists))
+    if state is not None:
+        remember(state, Account({**account.properties, **missing}, account.lists))
     return [f"created property {listed}"]
