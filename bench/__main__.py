@@ -1,7 +1,8 @@
 """``make bench``: plan speed, push efficiency and the client's ceiling; a Markdown table and JSON.
 
-Environment: BENCH_ROWS (default "100000,1000000") picks the plan sizes, BENCH_LARGE=1 adds
-10,000,000; BENCH_QUICK=1 shrinks the push runs (for a quick look, not for the README).
+Environment: BENCH_ROWS (default "100000,1000000") picks the plan sizes (and the PostgreSQL state's), BENCH_LARGE=1 adds
+10,000,000; BENCH_JSONL_ROWS (default "1000000") the sizes of the JSONL-against-CSV plans (bench/jsonl.py);
+BENCH_QUICK=1 shrinks the push runs (for a quick look, not for the README).
 Results go to .bench/results.md and .bench/results.json.
 """
 
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench import jsonl, matrix, pgstate
 from bench.generate import Shape, contacts, versions, write
 from bulksync.emulator import EmulatorServer, Faults, LoopsEmulator
 from bulksync.sync import record_baseline
@@ -45,12 +47,12 @@ def bulksync(*args: str) -> list[str]:
     return [sys.executable, "-m", "bulksync", *args]
 
 
-def plan_speed(rows: int) -> dict[str, Any]:
-    """A dry run with deletes against a state holding the previous version of the file."""
+def plan_speed(rows: int, fmt: str = "csv") -> dict[str, Any]:
+    """A dry run with deletes against a state holding the previous version of the file (as csv or jsonl)."""
     folder = WORK / f"plan-{rows}"
     previous, current = versions(Shape(rows=rows, changed=0.01, new=0.005, missing=0.005))
     write(previous, folder / "previous.csv")
-    source = write(current, folder / "current.csv")
+    source = write(current, folder / f"current.{fmt}")
     state = folder / "state.db"
     for old in folder.glob("state.db*"):
         old.unlink()
@@ -70,7 +72,7 @@ def plan_speed(rows: int) -> dict[str, Any]:
             **{k: summary[k] for k in ("created", "updated", "deleted", "unchanged")}}
 
 
-def push(name: str, changes: int, *, rate_limit: float, faults: Faults | None = None, concurrency: int = 4,
+def push(name: str, changes: int, *, rate_limit: float, faults: Faults | None = None, concurrency: int = 32,
          create_via: str = "update", preseed: float = 0.0) -> dict[str, Any]:
     """Sync ``changes`` contacts into an emulator (``rate_limit`` 0: unlimited), ``preseed`` of them already there."""
     folder = WORK / f"push-{name}"
@@ -142,8 +144,10 @@ def main() -> None:
         push("migration re-run, 80% already in Loops, --create-via create", 2000 // scale, rate_limit=0,
              preseed=0.8, create_via="create"),
         push("client ceiling: no limit, no latency", 20000 // scale, rate_limit=0, concurrency=8),
-    ]}
-    table = markdown(results)
+    ], "matrix": matrix.run(WORK, QUICK), "postgres_state": pgstate.run(sizes),
+        "jsonl": jsonl.run(jsonl.sizes(os.environ.get("BENCH_LARGE") == "1"), plan_speed)}
+    table = (markdown(results) + "\n" + matrix.markdown(results["matrix"]) + "\n"
+             + pgstate.markdown(results["postgres_state"]) + "\n" + jsonl.markdown(results["jsonl"]))
     (WORK / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (WORK / "results.md").write_text(table)
     if not QUICK and "BENCH_ROWS" not in os.environ:  # the README shows the standard run only

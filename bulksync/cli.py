@@ -22,6 +22,7 @@ from bulksync.check import render_check, run_check
 from bulksync.config import (
     DEFAULT_BASE_URL,
     DEFAULT_STATE_PATH,
+    SOURCE_FORMATS,
     SYNC_OPTIONS,
     RunLimit,
     Runtime,
@@ -29,19 +30,26 @@ from bulksync.config import (
     delimiter,
     duration,
     positive_number,
+    source_location,
+    storage_option,
     whole_number,
 )
 from bulksync.config import sync_config as build_sync_config
 from bulksync.emulator import cli as emulator_cli
-from bulksync.errors import BulksyncError, ExitStatus, Interrupted, StateError, printable
+from bulksync.errors import BulksyncError, ConfigError, ExitStatus, Interrupted, StateError, printable
+from bulksync.export import ExportOptions, run_export
 from bulksync.files import refuse_clashes
+from bulksync.location import STATE_ENV, StateURL, describe, state_location, state_noun, url_secrets
 from bulksync.logs import redact
+from bulksync.report.drift import render_verify
 from bulksync.report.text import render_preview, render_summary
+from bulksync.report.upload import DEFAULT_ROWS_PER_FILE, render_export
+from bulksync.source.location import locate
 from bulksync.source.mapping_file import PRESETS, mapping_spec
-from bulksync.source.read import read_source
-from bulksync.state import open_state
-from bulksync.state.lock import run_lock
+from bulksync.source.read import open_source
+from bulksync.state import lock_for, open_state, state_exists
 from bulksync.sync import SyncResult, apply_plan, check_credentials, record_baseline, run_sync
+from bulksync.verify import DEFAULT_SAMPLE, VerifyOptions, run_verify
 
 log = logging.getLogger("bulksync")
 Command = Callable[[argparse.Namespace, TextIO, TextIO], int]
@@ -65,6 +73,7 @@ _positive_int = _flag_type(lambda text: whole_number(text, 1), "whole_number")
 _non_negative_int = _flag_type(lambda text: whole_number(text, 0), "whole_number")
 _delimiter = _flag_type(delimiter, "delimiter")
 _duration = _flag_type(duration, "duration")
+_storage_option = _flag_type(storage_option, "storage_option")
 
 
 def _run_limit(text: str) -> RunLimit:
@@ -75,11 +84,21 @@ def _run_limit(text: str) -> RunLimit:
 
 
 def _add_state_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state", type=Path, default=DEFAULT_STATE_PATH, help="state file (default: %(default)s)")
+    # A string default goes through the type too: a bad $BULKSYNC_STATE is a usage error, not a crash.
+    parser.add_argument("--state", type=_flag_type(state_location, "state"), metavar="PATH|URL",
+                        default=os.environ.get(STATE_ENV) or str(DEFAULT_STATE_PATH),
+                        help=f"state file, or a postgresql:// URL (default: ${STATE_ENV}, else {DEFAULT_STATE_PATH})")
 
 
 def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", type=Path, metavar="SOURCE", help=".csv, .tsv, .jsonl or .ndjson, optionally .gz")
+    parser.add_argument("source", type=source_location, metavar="SOURCE",
+                        help=".csv, .tsv, .jsonl or .ndjson (optionally .gz) or .parquet; - for standard input; "
+                             "or an s3://, gs://, az:// or https:// URL")
+    parser.add_argument("--format", choices=SOURCE_FORMATS,
+                        help="the source's format (default: from its name; standard input needs it)")
+    parser.add_argument("--storage-option", type=_storage_option, action="append", metavar="KEY=VALUE",
+                        help="a setting for a URL source beyond the environment's (repeatable), "
+                             "e.g. aws_region=eu-west-1")
     parser.add_argument("--mapping", type=Path, metavar="FILE.toml", help="map the source's columns (see README)")
     parser.add_argument("--preset", metavar="NAME", help=f"a built-in mapping: {', '.join(PRESETS)}")
     parser.add_argument("--delimiter", type=_delimiter, metavar="CHAR",
@@ -129,6 +148,45 @@ def _logging_parent() -> argparse.ArgumentParser:
     parent.add_argument("--log-format", choices=["text", "json"], default=argparse.SUPPRESS,
                         help="log lines as text (default) or JSON objects")
     return parent
+
+
+def _add_reading_commands(add_command: Callable[..., argparse.ArgumentParser]) -> None:
+    """The commands that send no contact: ``check`` (the preflight), ``export`` (files for Loops' CSV
+    upload) and ``verify`` (the state against Loops). Their requests go one at a time."""
+    reads = {"concurrency": 1, "max_retries": 6, "timeout": 30.0}
+    check = add_command("check", help="preflight: would a sync of SOURCE run clean? (sends no write)")
+    _add_source_arguments(check)
+    check.add_argument("--base-url", help=f"Loops API base URL (default: $LOOPS_BASE_URL or {DEFAULT_BASE_URL})")
+    check.set_defaults(run=_run_check, rate_limit=None, **reads)
+    export = add_command("export", help="write SOURCE as files for Loops' CSV upload, for a first load that "
+                                        "starts no loop (sends no contact)")
+    _add_source_arguments(export)
+    export.add_argument("--to", type=Path, required=True, metavar="DIR",
+                        help="the folder for the upload files, manifest.json and UPLOAD.md")
+    export.add_argument("--key", choices=["email", "userId"], default="email", help="what identifies a contact")
+    export.add_argument("--rows-per-file", type=_positive_int, default=DEFAULT_ROWS_PER_FILE, metavar="N",
+                        help=f"rows per upload file at most (default: {DEFAULT_ROWS_PER_FILE:,})")
+    export.add_argument("--force", action="store_true", help="replace an earlier export in DIR")
+    export.add_argument("--create-properties", action="store_true",
+                        help="create the custom properties the files fill that Loops does not have yet")
+    export.add_argument("--report", type=Path, help="the rejected rows (default: DIR/rejected-rows.csv)")
+    _add_state_argument(export)  # named in UPLOAD.md's baseline command: export itself writes no state
+    export.add_argument("--base-url", help="with LOOPS_API_KEY set, the account's properties and lists are read "
+                                           "(no write) to type values and resolve list names")
+    export.set_defaults(run=_run_export, rate_limit=None, **reads)
+    verify = add_command("verify", help="compare the state with what Loops holds (sends no write)")
+    _add_state_argument(verify)
+    chosen = verify.add_mutually_exclusive_group()
+    chosen.add_argument("--sample", type=_positive_int, default=DEFAULT_SAMPLE, metavar="N",
+                        help=f"check a random sample of N contacts (default: {DEFAULT_SAMPLE})")
+    chosen.add_argument("--all", action="store_true", help="check every contact in the state")
+    verify.add_argument("--seed", type=_non_negative_int, metavar="N", help="draw the same sample again")
+    verify.add_argument("--report", type=Path,
+                        help="one CSV line per difference (default: bulksync-verify-<UTC time>.csv)")
+    verify.add_argument("--rate-limit", type=_positive_float, metavar="RPS",
+                        help="requests per second at most (default: paced like a sync)")
+    verify.add_argument("--base-url", help=f"Loops API base URL (default: $LOOPS_BASE_URL or {DEFAULT_BASE_URL})")
+    verify.set_defaults(run=_run_verify, **reads)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -197,11 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_state_argument(drop)
     drop.set_defaults(run=_run_drop_tombstone)
 
-    check = add_command("check", help="preflight: would a sync of SOURCE run clean? (sends no write)")
-    _add_source_arguments(check)
-    check.add_argument("--base-url", help=f"Loops API base URL (default: $LOOPS_BASE_URL or {DEFAULT_BASE_URL})")
-    check.set_defaults(run=_run_check, rate_limit=None, concurrency=1, max_retries=6, timeout=30.0)
-
+    _add_reading_commands(add_command)
     emulator = add_command("emulator", help="run the bundled Loops API emulator on loopback")
     emulator_cli.add_arguments(emulator)
     emulator.set_defaults(run=lambda args, out, err: emulator_cli.run(args))
@@ -230,7 +284,8 @@ def refuse_log_file_clash(args: argparse.Namespace, log_file: Path, environ: dic
         if args.command == "apply":
             inputs["PLAN"] = args.plan
     else:
-        inputs, outputs = {"--state": given.get("state")}, {}
+        state = given.get("state")
+        inputs, outputs = {"--state": state if isinstance(state, Path) else None}, {}
     refuse_clashes(inputs, {**outputs, "--log-file": log_file})
 
 
@@ -316,9 +371,10 @@ def _run_baseline(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     with _runtime(args) as (runtime, _), (Connection(http, runtime) if http.api_key else nullcontext()) as loops:
         summary = record_baseline(args.source, args.state, args.key, args.encoding, spec=spec,
-                                  delimiter=args.delimiter, loops=loops)
+                                  delimiter=args.delimiter, loops=loops, fmt=args.format,
+                                  storage_options=args.storage_option)
     out.write(
-        f"Recorded {summary.unchanged:,} contacts of {args.source} as already synced in {args.state} "
+        f"Recorded {summary.unchanged:,} contacts of {locate(args.source)} as already synced in {args.state} "
         f"({summary.rejected:,} rows rejected); nothing was sent.\n"
     )
     return ExitStatus.OK
@@ -328,7 +384,8 @@ def _run_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     http = sync_config(args, dict(os.environ), err).http
     check_credentials(http)
     spec = mapping_spec(args.mapping, args.preset)
-    source = read_source(args.source, args.encoding, args.delimiter)
+    source = open_source(args.source, args.encoding, args.delimiter, fmt=args.format,
+                         storage_options=args.storage_option)
     from bulksync.loops.connection import Connection  # noqa: PLC0415 (see _run_baseline)
 
     with _runtime(args) as (runtime, _), Connection(http, runtime) as loops:
@@ -337,12 +394,43 @@ def _run_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return ExitStatus.OK if result.ok else ExitStatus.ROWS_FAILED
 
 
+def _run_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    http = sync_config(args, dict(os.environ), err).http
+    options = ExportOptions(
+        args.source, args.to, mapping=args.mapping, preset=args.preset, encoding=args.encoding,
+        delimiter=args.delimiter, source_format=args.format, storage_options=args.storage_option, key=args.key,
+        rows_per_file=args.rows_per_file, force=args.force,
+        create_properties=args.create_properties, report=args.report, state=args.state,
+    )
+    from bulksync.loops.connection import Connection  # noqa: PLC0415 (see _run_baseline)
+
+    with _runtime(args) as (runtime, _), (Connection(http, runtime) if http.api_key else nullcontext()) as loops:
+        result = run_export(options, loops)
+    out.write(render_export(result) + "\n")
+    return ExitStatus.OK
+
+
+def _run_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    http = sync_config(args, dict(os.environ), err).http
+    if not http.api_key:
+        raise ConfigError("verify looks contacts up in Loops: set LOOPS_API_KEY")
+    options = VerifyOptions(args.state, None if args.all else args.sample, args.seed, args.report)
+    from bulksync.loops.connection import Connection  # noqa: PLC0415 (see _run_baseline)
+
+    with _runtime(args) as (runtime, _), Connection(http, runtime) as loops:
+        result = run_verify(options, loops, runtime)
+    out.write(render_verify(result) + "\n")
+    return ExitStatus.ROWS_FAILED if result.counts.drifted else ExitStatus.OK
+
+
 def _run_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    if not args.state.exists():
-        raise StateError(f"{args.state}: no such state file; a first sync (or 'bulksync state baseline') makes it")
+    if not state_exists(args.state):
+        raise StateError(f"{args.state}: no such {state_noun(args.state)}; a first sync (or 'bulksync state "
+                         "baseline') makes it")
     with open_state(args.state, readonly=True) as state:
         rows = [
-            ("state file", str(args.state.resolve())),
+            (state_noun(args.state), describe(args.state)),
+            *([("schema", args.state.schema)] if isinstance(args.state, StateURL) else []),
             ("contacts", f"{state.count():,}"),
             ("key", state.meta("key") or "(not set yet)"),
             ("last run started", state.meta("last_run_started") or "never"),
@@ -356,10 +444,10 @@ def _run_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _run_drop_tombstone(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    if not args.state.exists():
-        raise StateError(f"{args.state}: no such state file")
+    if not state_exists(args.state):
+        raise StateError(f"{args.state}: no such {state_noun(args.state)}")
     key = args.tombstone_key.strip().lower() if "@" in args.tombstone_key else args.tombstone_key.strip()
-    with run_lock(args.state), open_state(args.state) as state:
+    with lock_for(args.state), open_state(args.state) as state:
         if not state.drop_tombstone(key):
             raise StateError(f"{args.state} holds no tombstone for {key}; 'bulksync state show' counts them")
     out.write(f"Dropped the tombstone of {key}: if it comes back, it is created as any new contact.\n")
@@ -399,6 +487,8 @@ def main(
     # The key, and each line of a key that holds line breaks (refused, but never to be echoed either).
     secrets = sorted({part for part in (raw_key.strip(), *raw_key.split()) if len(part) >= 8 or part == raw_key.strip()}
                      - {""}, key=len, reverse=True)
+    secrets += url_secrets(getattr(args, "state", None), os.environ.get(STATE_ENV))  # a state URL's password
+    secrets += [value for _, value in getattr(args, "storage_option", None) or [] if len(value) >= 8]  # keys, tokens
     debug, verbose = getattr(args, "debug", False), getattr(args, "verbose", False)
     verbosity = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
     run: Command = args.run

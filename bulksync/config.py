@@ -15,6 +15,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from bulksync.errors import ConfigError
+from bulksync.location import StateLocation, StateURL, state_location
 
 DEFAULT_BASE_URL = "https://app.loops.so/api"
 DEFAULT_STATE_PATH = Path("bulksync.state.db")
@@ -82,8 +83,8 @@ class HttpConfig:
 class SyncConfig:
     """Everything ``run_sync`` needs to know about one run."""
 
-    source: Path
-    state_path: Path = DEFAULT_STATE_PATH
+    source: Path | str  # a local file; standard input ("-") and URLs stay text (see source_location)
+    state_path: StateLocation = DEFAULT_STATE_PATH  # a file, or a PostgreSQL URL
     key: KeyField = "email"
     dry_run: bool = False
     delete_missing: bool = False
@@ -97,6 +98,8 @@ class SyncConfig:
     plan_path: Path | None = None
     encoding: str = "utf-8"
     delimiter: str | None = None
+    source_format: str | None = None  # --format: csv, tsv, jsonl or parquet (default: from the name)
+    storage_options: tuple[tuple[str, str], ...] = ()  # --storage-option KEY=VALUE, for a URL source
     mapping_path: Path | None = None
     preset: str | None = None
     create_properties: bool = False
@@ -117,7 +120,9 @@ class SyncConfig:
 
     def inputs(self) -> dict[str, Path | None]:
         """The files the run reads (or keeps, as the state), by the flag that names them."""
-        return {"SOURCE": self.source, "--state": self.state_path, "--mapping": self.mapping_path}
+        state = self.state_path if isinstance(self.state_path, Path) else None  # a URL's state is no file
+        source = self.source if isinstance(self.source, Path) else None  # stdin and URLs are no local file
+        return {"SOURCE": source, "--state": state, "--mapping": self.mapping_path}
 
     def outputs(self) -> dict[str, Path | None]:
         """The files the run writes besides the state, by the flag that names them."""
@@ -164,12 +169,33 @@ def delimiter(value: Any) -> str:
     return text
 
 
+SOURCE_FORMATS = ("csv", "tsv", "jsonl", "parquet")
+STDIN = "-"
+
+
+def source_location(value: str | Path) -> Path | str:
+    """SOURCE as a run holds it: a local file's Path; standard input (``-``) and URLs (``s3://``,
+    ``https://``, ...) as given, since a Path would fold their ``//``. ``./-`` is a file named ``-``."""
+    text = os.fspath(value)
+    return text if text == STDIN or "://" in text else Path(value)
+
+
+def storage_option(value: Any) -> tuple[str, str]:
+    """One ``--storage-option KEY=VALUE`` as (key, value); raises ValueError (never showing the value,
+    which may be a secret) otherwise."""
+    key, equals, setting = str(value).partition("=")
+    if not equals or not key.strip():
+        raise ValueError("expected KEY=VALUE, such as aws_region=eu-west-1")
+    return key.strip().lower(), setting
+
+
 # The ``sync`` command's long options, underscored: what bulksync.sync(**options) and the CLI both accept.
 # Each maps to (SyncConfig or HttpConfig field, conversion).
 _PATH, _TEXT = "path", "text"
 SYNC_OPTIONS: dict[str, tuple[str, str]] = {
     "mapping": ("mapping_path", _PATH), "preset": ("preset", _TEXT), "delimiter": ("delimiter", "delimiter"),
-    "encoding": ("encoding", _TEXT), "key": ("key", "key"), "plan": ("plan_path", _PATH),
+    "encoding": ("encoding", _TEXT), "format": ("source_format", "format"),
+    "storage_option": ("storage_options", "storage_options"), "key": ("key", "key"), "plan": ("plan_path", _PATH),
     "report_dir": ("report_dir", _PATH), "report_format": ("report_format", "report_format"),
     "summary_json": ("summary_json_path", _PATH), "delete_missing": ("delete_missing", "flag"),
     "max_delete": ("max_delete", "limit"), "max_clear": ("max_clear", "limit"), "keep_empty": ("keep_empty", "flag"),
@@ -179,13 +205,13 @@ SYNC_OPTIONS: dict[str, tuple[str, str]] = {
     "max_retries": ("http.max_retries", "retries"), "timeout": ("http.read_timeout", "positive"),
     "outage_wait": ("http.outage_wait", "duration"),
 }
-_CHOICES = {"key": ("email", "userId"), "report_format": ("csv", "jsonl"),
+_CHOICES = {"key": ("email", "userId"), "report_format": ("csv", "jsonl"), "format": SOURCE_FORMATS,
             "mode": ("upsert", "create-only", "update-only"), "create_via": ("create", "update")}
 
 
 def sync_config(
     source: str | Path,
-    state: str | Path = DEFAULT_STATE_PATH,
+    state: str | Path | StateURL = DEFAULT_STATE_PATH,
     *,
     api_key: str | None = None,
     base_url: str | None = None,
@@ -221,9 +247,16 @@ def sync_config(
         else:
             values[target] = converted
     return SyncConfig(
-        source=Path(source), state_path=Path(state), dry_run=dry_run, progress=progress,
+        source=source_location(source), state_path=_state(state), dry_run=dry_run, progress=progress,
         report_path=Path(report) if report is not None else None, http=HttpConfig(**http), **values,
     )
+
+
+def _state(value: str | Path | StateURL) -> StateLocation:
+    try:
+        return state_location(value)
+    except ValueError as exc:  # the message never holds the password
+        raise ConfigError(f"--state {exc}") from None
 
 
 def check_api_key(key: str) -> None:
@@ -255,6 +288,10 @@ def _converted(name: str, kind: str, value: Any) -> Any:
             return value if isinstance(value, RunLimit) else RunLimit.parse(str(value))
         if kind == "delimiter":
             return delimiter(value)
+        if kind == "storage_options":
+            pairs = value.items() if isinstance(value, Mapping) else [value] if isinstance(value, str) else value
+            return tuple((str(pair[0]), str(pair[1])) if isinstance(pair, tuple) else storage_option(pair)
+                         for pair in pairs)
         if kind == "positive":
             return positive_number(value)
         if kind == "duration":
@@ -283,7 +320,7 @@ def check_base_url(base_url: str) -> None:
     parts = urlsplit(base_url)
     if parts.scheme == "https":
         return
-    if parts.scheme == "http" and _is_loopback(parts.hostname or ""):
+    if parts.scheme == "http" and is_loopback(parts.hostname or ""):
         return
     raise ConfigError(
         f"refusing base URL {base_url!r}: the API key is only sent over https "
@@ -291,7 +328,8 @@ def check_base_url(base_url: str) -> None:
     )
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """localhost, or an address in 127.0.0.0/8 or ::1."""
     if host == "localhost":
         return True
     try:

@@ -8,6 +8,7 @@ work; this module only hands their results on.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -21,12 +22,14 @@ from bulksync.columns import HASH, KEY, ROW, STATE_HASH, STATE_ROW
 from bulksync.config import HttpConfig, KeyField, Runtime, SyncConfig, check_base_url
 from bulksync.errors import ConfigError
 from bulksync.files import refuse_clashes, unwritable
-from bulksync.loops.account import Account, account_for, remembered
+from bulksync.location import StateLocation, describe, plan_state
+from bulksync.loops.account import Account, account_for, mapped_source, remembered
 from bulksync.loops.properties import ensure_properties
 from bulksync.loops.push import Outcome, push_all
 from bulksync.loops.record import StateRecorder
 from bulksync.plan.actions import Action, PlanOptions, iter_actions
 from bulksync.plan.diff import Classified, split
+from bulksync.plan.first_load import first_load_warning
 from bulksync.plan.guards import (
     check_clear_limit,
     check_delete_limit,
@@ -43,13 +46,12 @@ from bulksync.plan.scan import Scanned, scan
 from bulksync.report.outputs import run_outputs
 from bulksync.report.summary import Summary, SyncResult
 from bulksync.report.writer import ReportWriter
-from bulksync.source.batch import Source, SourceStream
-from bulksync.source.mapping import apply_mapping, identity_mapping
+from bulksync.source.batch import SourceStream
+from bulksync.source.location import locate
 from bulksync.source.mapping_file import mapping_spec
 from bulksync.source.mapping_spec import MappingSpec
 from bulksync.source.read import open_source
-from bulksync.state import open_state
-from bulksync.state.lock import run_lock
+from bulksync.state import lock_for, open_state
 from bulksync.state.store import StateStore, utc_now
 
 if TYPE_CHECKING:
@@ -84,8 +86,9 @@ def run_sync(config: SyncConfig, runtime: Runtime | None = None) -> SyncResult:
     if not config.dry_run:
         check_credentials(config.http)
     spec = mapping_spec(config.mapping_path, config.preset)
-    with nullcontext() if config.dry_run else run_lock(config.state_path):
-        stream = open_source(config.source, config.encoding, config.delimiter)  # a bad header creates no state
+    with nullcontext() if config.dry_run else lock_for(config.state_path):
+        stream = open_source(config.source, config.encoding, config.delimiter, fmt=config.source_format,
+                             storage_options=config.storage_options)  # a bad header creates no state
         with (
             open_state(config.state_path, readonly=config.dry_run) as state,
             _connect(config, runtime) as loops,
@@ -108,15 +111,6 @@ def _connect(config: SyncConfig, runtime: Runtime) -> Connection | nullcontext[N
     return Connection(config.http, runtime, config.create_via)
 
 
-def _mapped(source: Source, spec: MappingSpec | None, account: Account | None) -> Source:
-    if spec is not None:
-        lists = account.lists if account and spec.list_refs() else None
-        return apply_mapping(source, spec, lists, account_types=account.properties if account else None)
-    if account is not None:
-        return identity_mapping(source, account_types=account.properties)
-    return source
-
-
 def load_contacts(
     stream: SourceStream,
     spec: MappingSpec | None,
@@ -133,17 +127,17 @@ def load_contacts(
     again only when the source names something that copy does not know.
     """
     remembered_account = remembered(state)
-    header = _mapped(stream.header, spec, remembered_account)
+    header = mapped_source(stream.header, spec, remembered_account)
     names = field_names(header)
     require_identity(header, names, key)  # a file that cannot work fails before any request
     account = account_for(state, loops, names, spec.list_refs() if spec else [])
-    return scan(stream, key, index, lambda batch: _mapped(batch, spec, account), recheck), account
+    return scan(stream, key, index, lambda batch: mapped_source(batch, spec, account), recheck), account
 
 
 def _sync(run: Run, scanned: Scanned, index: StateIndex, account: Account | None) -> SyncResult:
     config, state, summary = run.config, run.state, run.summary
     if config.delete_missing:
-        refuse_empty_source(config.source, scanned.contacts.height, index.height)
+        refuse_empty_source(str(locate(config.source)), scanned.contacts.height, index.height)
     processed, unprocessed = limited(scanned.contacts, config.limit)
     rejects = scanned.rejects
     unreadable = rejects[KEY].null_count()
@@ -155,9 +149,10 @@ def _sync(run: Run, scanned: Scanned, index: StateIndex, account: Account | None
     if not config.keep_empty and classified.changed.height:
         check_clear_limit(count_clears(classified.changed, state), index.height, config.max_clear)
     classified, skipped = for_mode(classified, config.mode)
+    _warn_first_load(classified.new.height)
     # After every check that can refuse the run: creating a property is the run's first write.
     notes = ensure_properties(classified.filled(scanned.fields), scanned.types, account, run.loops, state,
-                              create=config.create_properties, where=f"{config.source}:{scanned.header_line}")
+                              create=config.create_properties, where=f"{locate(config.source)}:{scanned.header_line}")
     summary.rejected, summary.unchanged = rejects.height, classified.unchanged
     summary.skipped = unprocessed.height + sum(rows.height for _, rows, _ in skipped)
     with run_outputs(config, summary, run.runtime.clock, run.started) as report:
@@ -204,15 +199,17 @@ def apply_plan(plan_path: Path, config: SyncConfig, runtime: Runtime | None = No
     header, actions = read_plan(plan_path)
     from bulksync.loops.connection import Connection  # noqa: PLC0415 (see _connect)
 
-    state_path = Path(header.state)
-    refuse_clashes({"PLAN": plan_path, "--state": state_path}, config.outputs())
+    state_path = plan_state(header.state, os.environ)
+    refuse_clashes({"PLAN": plan_path, "--state": state_path if isinstance(state_path, Path) else None},
+                   config.outputs())
     with (
-        run_lock(state_path),
+        lock_for(state_path),
         open_state(state_path) as state,
         Connection(config.http, runtime, "create" if header.create_via == "create" else "update") as loops,
     ):
         state.check_key(header.key)
         check_plan_is_current(header.generation, actions, state)
+        _warn_first_load(sum(1 for action in actions if action.kind == "create"))
         filled = sorted({name for action in actions for name, value in action.send.items() if value is not None})
         account = account_for(state, loops, filled, [])
         notes = ensure_properties(filled, header.types, account, loops, state, create=config.create_properties,
@@ -227,6 +224,12 @@ def apply_plan(plan_path: Path, config: SyncConfig, runtime: Runtime | None = No
     return result
 
 
+def _warn_first_load(creates: int) -> None:
+    """Once per run, before anything is sent: a first load through the API starts every welcome loop."""
+    if (warning := first_load_warning(creates)) is not None:
+        log.warning(warning)
+
+
 def check_credentials(http: HttpConfig) -> None:
     if not http.api_key:
         raise ConfigError("no API key: set LOOPS_API_KEY (or use --dry-run to preview without one)")
@@ -234,22 +237,24 @@ def check_credentials(http: HttpConfig) -> None:
 
 
 def record_baseline(
-    source_path: Path,
-    state_path: Path,
+    source_path: Path | str,
+    state_path: StateLocation,
     key: KeyField = "email",
     encoding: str = "utf-8",
     *,
     spec: MappingSpec | None = None,
     delimiter: str | None = None,
     loops: Connection | None = None,
+    fmt: str | None = None,
+    storage_options: Iterable[tuple[str, str]] | None = None,
 ) -> Summary:
     """Record ``source`` as already synced, writing nothing to Loops (for an audience already up to date).
 
     With a connection, the account's property types are read first, so values are recorded as a
     sync would type them (otherwise the first sync would re-send every typed value once).
     """
-    with run_lock(state_path):
-        stream = open_source(source_path, encoding, delimiter)
+    with lock_for(state_path):
+        stream = open_source(source_path, encoding, delimiter, fmt=fmt, storage_options=storage_options)
         with open_state(state_path) as state:
             state.check_key(key)
             known = state.hashes()
@@ -269,7 +274,7 @@ def _plan_writer(run: Run, scanned: Scanned, classified: Classified) -> PlanWrit
     if config.plan_path is None:
         return None
     header = PlanHeader(
-        source=str(config.source), state=str(config.state_path.resolve()), key=config.key,
+        source=str(locate(config.source)), state=describe(config.state_path), key=config.key,
         generation=run.state.generation(), created_at=utc_now(), types=scanned.types, actions=classified.total,
         rejected=scanned.rejects.height, mode=config.mode, unchanged=classified.unchanged,
         create_via="create" if config.mode == "create-only" else config.create_via,
@@ -315,8 +320,18 @@ def _execute(
 
     progress = tqdm(total=total, unit="contact", disable=not run.config.progress, dynamic_ncols=True)
 
+    state_failed: list[Exception] = []  # the state took no more (a full disk, its connection and lock gone)
+    late = [0]  # confirmed after that: in Loops, not in the state
+
     def on_outcome(outcome: Outcome) -> None:
-        recorder.add(outcome)
+        if state_failed:
+            late[0] += outcome.ok and outcome.sent is not None
+        else:
+            try:
+                recorder.add(outcome)
+            except Exception as exc:  # stop sending now; what is in flight is still reported
+                pusher.halt()
+                state_failed.append(exc)
         report.outcome(outcome)
         summary.record(outcome)
         if not outcome.ok:
@@ -330,8 +345,10 @@ def _execute(
     try:
         loops.check_key()  # a bad key fails here, after one request, before any write
         pending = iter(actions)
-        stopping = lambda: run.runtime.should_stop() or loops.breaker.gave_up  # noqa: E731
+        stopping = lambda: run.runtime.should_stop() or loops.breaker.gave_up or bool(state_failed)  # noqa: E731
         push_all(pending, pusher.execute, loops.workers, on_outcome, should_stop=stopping)
+        if state_failed:
+            raise state_failed[0]
         if loops.breaker.gave_up:  # what was never tried is in the report, and goes out next run
             for action in pending:
                 report.skipped(action.row, action.key, action.kind, OUTAGE_NOT_PROCESSED)
@@ -340,8 +357,11 @@ def _execute(
         else:
             outcome = "interrupted" if run.runtime.should_stop() else ("failed rows" if summary.failed else "ok")
     finally:
-        recorder.flush()
-        summary.requests = loops.requests
-        progress.close()
+        try:
+            recorder.flush()
+        finally:  # a state that took no more (a full disk): the summary says how much it lacks
+            summary.not_recorded = recorder.unsaved + late[0]
+            summary.requests = loops.requests
+            progress.close()
         state.set_meta({"last_run_finished": utc_now(), "last_run_outcome": outcome})
     return recorder.changes

@@ -33,6 +33,7 @@ def loops(emulator: LoopsEmulator) -> Iterator[EmulatorServer]:
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BULKSYNC_STATE", raising=False)  # a developer's own state stays out of the tests
     for name in ("contacts.csv", "contacts.jsonl", "contacts_changed.csv"):
         shutil.copy(SAMPLE_DATA / name, tmp_path / name)
     return tmp_path

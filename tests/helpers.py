@@ -19,8 +19,10 @@ from typing import Any
 
 import httpx
 
+from bench.generate import contacts, write
 from bulksync.config import SyncConfig, sync_config
 from bulksync.emulator import EmulatorServer, LoopsEmulator
+from bulksync.location import StateLocation
 from bulksync.state import open_state
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,11 +58,14 @@ def by_email(emulator: LoopsEmulator) -> dict[str, dict[str, Any]]:
     return {c["email"]: c for c in emulator.contacts()}
 
 
-def spawn(loops: EmulatorServer, workdir: Path, *args: str, key: str = API_KEY) -> subprocess.Popen[str]:
+def spawn(
+    loops: EmulatorServer, workdir: Path, *args: str, key: str = API_KEY, stdin: Any = None
+) -> subprocess.Popen[str]:
+    """``bulksync ARGS`` as a process of its own; ``stdin``: what it reads as standard input (a pipe)."""
     env = {**os.environ, "LOOPS_API_KEY": key, "LOOPS_BASE_URL": loops.url, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
         [sys.executable, "-m", "bulksync", *args, "--create-properties"], cwd=workdir, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
 
 
@@ -150,3 +155,23 @@ def api_find(client: httpx.Client, **params: str) -> list[dict[str, Any]]:
     assert response.status_code == 200, response.text
     found: list[dict[str, Any]] = response.json()
     return found
+
+
+def generated(workdir: Path, rows: int, name: str = "people.csv") -> Path:
+    """A CSV of ``rows`` generated contacts: user<i>@example.com, First<i>, u<i>, every 17th unsubscribed."""
+    return write(contacts(0, rows, 2), workdir / name)
+
+
+def emails_in_state(location: StateLocation) -> set[str]:
+    with open_state(location, readonly=True) as state:
+        return {key for key, _ in state.contacts()}
+
+
+def assert_loops_equals_source(emulator: LoopsEmulator, rows: int) -> None:
+    """Loops holds exactly the ``rows`` contacts of :func:`generated`, each as the source has it."""
+    held = {c["email"]: c for c in emulator.contacts()}
+    assert sorted(held) == sorted(f"user{i}@example.com" for i in range(rows))
+    for i in range(rows):
+        contact = held[f"user{i}@example.com"]
+        assert (contact["firstName"], contact["userId"]) == (f"First{i}", f"u{i}")
+        assert contact["subscribed"] is (i % 17 != 0)

@@ -178,7 +178,7 @@ def test_header_only_syncs_nothing_and_exits_0(cli: Any, emulator: LoopsEmulator
     summary = result.summary()
     assert {k: v for k, v in summary.items() if k != "duration_s"} == {
         "created": 0, "updated": 0, "recreated": 0, "deleted": 0, "unchanged": 0, "rejected": 0, "failed": 0,
-        "requests": 1, "dry_run": False,
+        "not_recorded": 0, "requests": 1, "dry_run": False,
     }
     assert writes(emulator) == [] and emulator.contacts() == []
     assert state_keys(workdir) == set()

@@ -10,12 +10,12 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "bulksync"
 # Bottom to top. A unit is a top-level module or a stage folder of bulksync/.
 LAYERS: list[set[str]] = [
-    {"errors", "config", "fields", "logs", "columns", "files"},
+    {"errors", "config", "fields", "logs", "columns", "files", "location"},
     {"source", "state"},
     {"plan"},
     {"loops"},
     {"report"},
-    {"sync", "check"},
+    {"sync", "check", "export", "verify"},
     {"cli", "api"},
 ]
 LAYER_OF = {unit: level for level, units in enumerate(LAYERS) for unit in units}

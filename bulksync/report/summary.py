@@ -11,8 +11,8 @@ if TYPE_CHECKING:
     from bulksync.plan.actions import Action
 
 SUMMARY_KEYS = (
-    "created", "updated", "recreated", "deleted", "unchanged", "rejected", "failed", "requests", "dry_run",
-    "duration_s",
+    "created", "updated", "recreated", "deleted", "unchanged", "rejected", "failed", "not_recorded", "requests",
+    "dry_run", "duration_s",
 )
 
 
@@ -27,6 +27,9 @@ class Summary:
     unchanged: int = 0
     rejected: int = 0
     failed: int = 0
+    # Of the writes counted above, those Loops confirmed but the state could not record (a full disk):
+    # the next run sends them again, which changes nothing in Loops.
+    not_recorded: int = 0
     requests: int = 0
     dry_run: bool = False
     duration_s: float = 0.0

@@ -14,7 +14,7 @@ import os
 import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -22,9 +22,9 @@ from urllib.parse import quote
 import polars as pl
 
 from bulksync.columns import KEY, STATE_HASH
-from bulksync.errors import StateError, printable
+from bulksync.errors import StateError
 from bulksync.files import FileProblem, create_private, open_private_fd
-from bulksync.state.store import Fields, Record, StateStore, Tombstone, utc_now
+from bulksync.state.store import Fields, Record, StateStore, Tombstone, batches, dump_fields, load_fields, utc_now
 
 SCHEMA_VERSION = "3"  # 2 added contacts.held_back; 3 contacts.loops_id and the tombstones
 _FIELD_SEPARATOR = "\x1f"  # keys never hold control characters: normalise rejects them
@@ -51,6 +51,8 @@ _SCHEMA = (
 
 class SQLiteStateStore(StateStore):
     """The state in one SQLite file (the default). Use :meth:`open`; read-only stores refuse every write."""
+
+    path: Path
 
     def __init__(self, path: Path, connection: sqlite3.Connection, readonly: bool) -> None:
         self.path = path
@@ -123,6 +125,9 @@ class SQLiteStateStore(StateStore):
                 self._db.execute("ALTER TABLE contacts ADD COLUMN loops_id TEXT")
                 self._db.execute(_TOMBSTONES)
             self._set_meta("schema_version", SCHEMA_VERSION)
+
+    def check_alive(self) -> None:
+        """A file does not go away mid-run (and its lock is the kernel's)."""
 
     def close(self) -> None:
         self._db.close()
@@ -200,17 +205,7 @@ class SQLiteStateStore(StateStore):
                     for key, fields in self._select_in("SELECT key, fields FROM contacts WHERE key IN", keys)}
 
     def _load(self, key: str, text: str) -> Fields:
-        """Stored fields; a null member (as polars writes absent values) means the field is not set."""
-        try:
-            fields = json.loads(text)
-        except ValueError:
-            fields = None
-        if not isinstance(fields, dict) or not all(isinstance(v, str | None) for v in fields.values()):
-            raise StateError(
-                f"{self.path}: the state file is damaged (the fields of {printable(key[:80])} are not a JSON "
-                "object of text values); restore it from a backup or pass another --state"
-            )
-        return {name: value for name, value in fields.items() if value is not None}
+        return load_fields(self.path, key, text)
 
     @contextmanager
     def _reading(self) -> Iterator[None]:
@@ -232,13 +227,23 @@ class SQLiteStateStore(StateStore):
     def transaction(self) -> Iterator[None]:
         if self.readonly:
             raise StateError(f"{self.path}: opened read-only (dry run); nothing may be written")
-        self._db.execute("BEGIN IMMEDIATE")
         try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                with suppress(sqlite3.Error):  # a failed COMMIT or a full disk may have rolled back already
+                    self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:  # a full disk, an I/O error, a file made read-only meanwhile
+            with suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            raise StateError(
+                f"{self.path}: could not write the state ({exc}); nothing of this batch was recorded: free "
+                "space or fix the disk, then run again (what Loops confirmed but the state lacks is sent "
+                "again, which changes nothing in Loops)"
+            ) from None
 
     def held_back_keys(self) -> list[str]:
         """Keys whose source says ``subscribed: true`` that bulksync did not send (see ``--resubscribe``)."""
@@ -255,7 +260,7 @@ class SQLiteStateStore(StateStore):
                 "ON CONFLICT(key) DO UPDATE SET row_hash = excluded.row_hash, held_back = excluded.held_back, "
                 "fields = excluded.fields, synced_at = excluded.synced_at, "
                 "loops_id = coalesce(excluded.loops_id, contacts.loops_id)",
-                ((key, row_hash, int(held), _dump(fields), now, loops_id)
+                ((key, row_hash, int(held), dump_fields(fields), now, loops_id)
                  for key, row_hash, fields, held, loops_id in records),
             )
             self._bump_generation()
@@ -288,7 +293,7 @@ class SQLiteStateStore(StateStore):
     def _select_in(self, query: str, keys: Iterable[str]) -> list[tuple[Any, ...]]:
         """``query`` ending in ``key IN``, run over ``keys`` in batches (SQLite caps the parameters)."""
         rows: list[tuple[Any, ...]] = []
-        for batch in _batches(sorted(keys)):  # in key order: neighbouring pages of the B-tree
+        for batch in batches(keys, _BATCH):
             rows.extend(self._db.execute(f"{query} ({','.join('?' * len(batch))})", batch))
         return rows
 
@@ -318,15 +323,3 @@ class SQLiteStateStore(StateStore):
             "ON CONFLICT(name) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
         )
         self._set_meta("revision", secrets.token_hex(8))
-
-
-def _dump(fields: Mapping[str, Any]) -> str:
-    return json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-
-
-
-
-def _batches(keys: list[str]) -> Iterator[list[str]]:
-    for start in range(0, len(keys), _BATCH):
-        yield keys[start : start + _BATCH]
-

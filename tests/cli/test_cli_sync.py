@@ -36,7 +36,7 @@ def test_first_sync_creates_every_valid_contact_as_in_the_file(cli: Any, emulato
     assert_matches_source(emulator, SAMPLE_DATA / "contacts.csv")
     assert result.summary() == {
         "created": 47, "updated": 0, "recreated": 0, "deleted": 0, "unchanged": 0, "rejected": 5, "failed": 0,
-        "requests": 53, "dry_run": False, "duration_s": result.summary()["duration_s"],
+        "not_recorded": 0, "requests": 53, "dry_run": False, "duration_s": result.summary()["duration_s"],
     }
     assert emulator.stats()["by_endpoint"] == {
         "GET /v1/api-key": 1,

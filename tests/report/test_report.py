@@ -183,12 +183,12 @@ def test_summary_json_has_exactly_the_documented_keys(tmp_path: Path) -> None:
     data = summary.to_json()
 
     assert list(data) == [
-        "created", "updated", "recreated", "deleted", "unchanged", "rejected", "failed", "requests", "dry_run",
-        "duration_s",
+        "created", "updated", "recreated", "deleted", "unchanged", "rejected", "failed", "not_recorded", "requests",
+        "dry_run", "duration_s",
     ]
     assert data == {
         "created": 3, "updated": 2, "recreated": 0, "deleted": 1, "unchanged": 40, "rejected": 5, "failed": 1,
-        "requests": 8,
+        "not_recorded": 0, "requests": 8,
         "dry_run": False, "duration_s": 1.235,
     }
 
