@@ -103,3 +103,9 @@ def configure(stream: TextIO, *, level: int, secrets: Sequence[str], log_file: P
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
+    # psycopg's own lines (a PostgreSQL state) the same way, stamped and redacted; its chatter below
+    # warnings (every connection attempt, every query with DEBUG) stays out even with --debug.
+    driver = logging.getLogger("psycopg")
+    driver.handlers[:] = [handler]
+    driver.setLevel(logging.WARNING)
+    driver.propagate = False

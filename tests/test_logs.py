@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import threading
 from pathlib import Path
@@ -57,3 +58,19 @@ def test_configuring_again_closes_the_log_file_but_never_stderr(tmp_path: Path) 
     assert not err.closed and handler not in logs.log.handlers
     logs.log.warning("still here")
     assert err.getvalue().endswith("still here\n")
+
+
+def test_psycopgs_own_lines_are_stamped_redacted_and_only_warnings(tmp_path: Path) -> None:
+    err = io.StringIO()
+    logs.configure(err, level=logging.DEBUG, secrets=["Pg-Secret-1"], log_file=tmp_path / "run.log", fmt="json")
+    driver = logging.getLogger("psycopg")
+    try:
+        driver.warning("error ignored in rollback on %s: %s", "<connection>", "password Pg-Secret-1 refused")
+        driver.info("connection attempt failed: host %s", "db.internal")  # its chatter, even with --debug
+    finally:
+        logs.configure(io.StringIO(), level=logging.WARNING, secrets=[])  # closes the log file
+
+    [line] = err.getvalue().splitlines()
+    assert json.loads(line) == {"time": json.loads(line)["time"], "level": "WARNING",
+                                "message": "error ignored in rollback on <connection>: password [redacted] refused"}
+    assert (tmp_path / "run.log").read_text().splitlines() == [line]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from bulksync.config import CreateVia, HttpConfig, Runtime
@@ -35,10 +36,13 @@ class Connection:
         self._reads = self.pusher({})
         self._team: str | None = None
 
-    def pusher(self, types: dict[str, str], *, create_only: bool = False) -> Pusher:
+    def pusher(self, types: dict[str, str], *, create_only: bool = False,
+               before_send: Callable[[], None] = lambda: None) -> Pusher:
+        """``before_send`` runs before each request is sent, and raises StateError to stop the sending."""
         return Pusher(self.client, self.limiter, types, max_retries=self.http.max_retries,
                       sleep=self.runtime.sleep, create_via=self.create_via, should_stop=self.runtime.should_stop,
-                      create_only=create_only, breaker=self.breaker, in_flight=self.in_flight)
+                      create_only=create_only, breaker=self.breaker, in_flight=self.in_flight,
+                      before_send=before_send)
 
     def workers(self) -> int:
         """Requests to keep in flight now: the rate aimed at times the latency seen (Little's law)."""

@@ -27,6 +27,7 @@ from bulksync.errors import (
     RateLimited,
     RejectedError,
     RetriableError,
+    StateError,
 )
 from bulksync.fields import LIST_PREFIX, payload_from_fields
 from bulksync.loops.breaker import OutageBreaker
@@ -114,6 +115,7 @@ class Pusher:
         create_only: bool = False,
         breaker: OutageBreaker | None = None,
         in_flight: InFlight | None = None,
+        before_send: Callable[[], None] = lambda: None,
     ) -> None:
         self.client = client
         self.breaker = breaker
@@ -127,11 +129,15 @@ class Pusher:
         self.create_only = create_only
         self._refused: AuthError | None = None
         self._should_stop = should_stop
+        self._before_send = before_send  # raises StateError once the state can record no more
         self._halted = threading.Event()
 
     def halt(self) -> None:
         """Send nothing more, retries of requests in flight included (the state can record no more)."""
         self._halted.set()
+
+    def _stopping(self) -> bool:
+        return self._halted.is_set() or self._should_stop()
 
     def execute(self, action: Action) -> Outcome:
         if self._refused:  # the key is dead: no more requests, no retry storm
@@ -211,10 +217,15 @@ class Pusher:
         counted = [0]  # tries that count against --max-retries: an outage's probes do not
 
         def once() -> Any:
-            probe = self.breaker.before_request(self._should_stop) if self.breaker else False
+            probe = self.breaker.before_request(self._stopping) if self.breaker else False
             self.limiter.acquire()
-            if self._halted.is_set() or self._should_stop():
+            if self._stopping():
                 raise NotSent(NOT_SENT)
+            try:
+                self._before_send()  # an outage's probes get no answers to notice a lost state by
+            except StateError as exc:
+                self.halt()
+                raise NotSent(f"not sent: {exc}") from None
             attempts[0] += 1
             counted[0] += 0 if probe else 1
             try:

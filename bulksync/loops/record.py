@@ -28,8 +28,15 @@ class StateRecorder:
         self.changes: dict[str, int | None] | None = {}
 
     def add(self, outcome: Outcome) -> None:
-        """Take one outcome; raises (and so stops the run) once the state can take no more writes."""
+        """Take one outcome; raises (and so stops the run) once the state can take no more writes,
+        having taken it first: a confirmed write the state then lacks is counted in ``unsaved``."""
+        self._take(outcome)
         self._state.check_alive()
+        pending = len(self._saves) + len(self._forgets)
+        if pending >= STATE_COMMIT_EVERY or self._clock() - self._last_flush >= STATE_COMMIT_SECONDS:
+            self.flush()
+
+    def _take(self, outcome: Outcome) -> None:
         action = outcome.action
         if not outcome.ok or outcome.sent is None:
             return
@@ -44,9 +51,6 @@ class StateRecorder:
             held = held_back(action, outcome.sent)
             self._saves.append((action.key, action.row_hash, after, held, outcome.contact_id))
             self._track(action.key, action.row_hash)
-        pending = len(self._saves) + len(self._forgets)
-        if pending >= STATE_COMMIT_EVERY or self._clock() - self._last_flush >= STATE_COMMIT_SECONDS:
-            self.flush()
 
     def _track(self, key: str, row_hash: int | None) -> None:
         if self.changes is not None:

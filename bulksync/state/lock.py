@@ -9,6 +9,7 @@ run prints. (A PostgreSQL state holds an advisory lock instead, on its own conne
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -23,6 +24,12 @@ from bulksync.files import FileProblem, open_private_fd
 from bulksync.state.store import utc_now
 
 log = logging.getLogger("bulksync")
+LOCK_CLASS = 0x62756C6B  # "bulk": the first key of bulksync's PostgreSQL advisory locks; the second is the schema's
+
+
+def lock_key(schema: str) -> int:
+    """A PostgreSQL schema's advisory lock key (advisory locks are per database, as schemas are)."""
+    return int.from_bytes(hashlib.blake2b(schema.encode(), digest_size=4).digest(), "big") & 0x7FFFFFFF
 
 
 def lock_path(state_path: Path) -> Path:

@@ -6,14 +6,20 @@ names the run holding the lock. A store opened for writing holds a session advis
 one connection from open to close, and writes only through that connection: a second run is
 refused at once, the server drops the lock of a run that dies, and a run whose connection is lost
 has lost its lock and every means of writing with it (it then stops sending: ``check_alive``).
+
+Every wait for the server is bounded: by the server (``lock_timeout``, ``statement_timeout``,
+``idle_in_transaction_session_timeout``, each unless the URL's ``options``, the role or the
+database set it), by TCP (keepalives, ``tcp_user_timeout``), and by the client itself (watchdog.py),
+which also ends a wait soon after the run was asked to stop. A statement that ran out of time
+stops the run as a lost connection does.
 """
 
 from __future__ import annotations
 
 import array
-import hashlib
 import select
 import sys
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, LiteralString
@@ -26,8 +32,10 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from bulksync.columns import KEY, STATE_HASH
 from bulksync.errors import StateError, StateLostError
 from bulksync.location import StateURL
-from bulksync.state.lock import in_use, taking_over, this_run
+from bulksync.logs import redact
+from bulksync.state.lock import LOCK_CLASS, in_use, lock_key, taking_over, this_run
 from bulksync.state.store import Fields, Record, StateStore, Tombstone, batches, dump_fields, load_fields, utc_now
+from bulksync.state.watchdog import Watchdog
 
 SCHEMA_VERSION = "1"
 # A later bulksync migrates an older schema here: version -> the statements that bring it to the next.
@@ -53,16 +61,18 @@ _TABLES: tuple[LiteralString, ...] = (
         pid integer, host text, started text, backend integer
     )""",
 )
-LOCK_CLASS = 0x62756C6B  # "bulk": the first key of bulksync's advisory locks; the second is the schema's
 _BATCH = 5_000
 _CHUNK_PAGES = 16_384  # 128 MiB of table a query: its keys stay far below PostgreSQL's 1 GB per value
+# libpq's: a server that vanishes is noticed within a minute idle (keepalives), 30 s when sending.
 _CONNECTION_DEFAULTS = {"connect_timeout": "10", "application_name": "bulksync", "keepalives_idle": "30",
-                        "keepalives_interval": "10", "keepalives_count": "3"}
-
-
-def lock_key(schema: str) -> int:
-    """The schema's advisory lock key (advisory locks are per database, as schemas are)."""
-    return int.from_bytes(hashlib.blake2b(schema.encode(), digest_size=4).digest(), "big") & 0x7FFFFFFF
+                        "keepalives_interval": "10", "keepalives_count": "3", "tcp_user_timeout": "30000"}
+# The server's, where nobody set one. Nothing else writes a state's schema, so any wait for a lock
+# there is someone's LOCK TABLE or migration: the run stops rather than wait for it.
+LOCK_TIMEOUT_S = 10.0
+STATEMENT_TIMEOUT_S = 60.0  # a state statement takes milliseconds; a baseline's get more (BASELINE_S_PER_MILLION)
+IDLE_IN_TRANSACTION_S = 60.0  # a run stalled inside a transaction loses its session, and the lock with it
+BASELINE_S_PER_MILLION = 120.0  # replacing 1M contacts took 19 s on the test server: six times that
+CLIENT_MARGIN_S = 15.0  # the client waits for the server's statement timeout and this much more
 
 
 class PostgresStateStore(StateStore):
@@ -70,12 +80,15 @@ class PostgresStateStore(StateStore):
 
     def __init__(self, url: StateURL, connection: psycopg.Connection[tuple[Any, ...]], schema: str,
                  readonly: bool) -> None:
-        self.path = url
+        self.path = self._url = url
         self.readonly = readonly
         self._db = connection
         self._schema = schema  # pg_temp for a read-only look at a schema not made yet
         self._locked = False
         self._lost: str | None = None
+        self._statement_s = STATEMENT_TIMEOUT_S  # the session's statement_timeout (0: none)
+        self._busy = threading.RLock()  # held by every use of the connection: a worker's check_alive skips
+        self._watchdog = Watchdog(connection.fileno())
 
     @classmethod
     def open(cls, url: StateURL, *, readonly: bool = False) -> PostgresStateStore:
@@ -86,29 +99,52 @@ class PostgresStateStore(StateStore):
             db = psycopg.connect(make_conninfo("", **params), autocommit=True)
         except psycopg.Error as exc:
             raise StateError(
-                f"cannot connect to the state database {url}: {_reason(exc)}; check the URL, that the server "
+                f"cannot connect to the state database {url}: {_reason(exc, url)}; check the URL, that the server "
                 "is up, and the password (in BULKSYNC_STATE, PGPASSWORD or ~/.pgpass)"
             ) from None
         store = cls(url, db, url.schema, readonly)
         try:
-            if readonly:
-                store._look()
-            else:
-                store._lock()
-                store._prepare()
+            with store._busy, store._watchdog.watching(STATEMENT_TIMEOUT_S + CLIENT_MARGIN_S):
+                store._bound_server()
+                if readonly:
+                    store._look()
+                else:
+                    store._lock()
+                    store._prepare()
         except psycopg.errors.InsufficientPrivilege as exc:
-            db.close()
+            store._drop()
             raise StateError(
-                f"{url}: cannot use schema {url.schema}: {_reason(exc)}; have an administrator run CREATE SCHEMA "
-                f"{url.schema} AUTHORIZATION <this user> (or grant it CREATE on the database)"
+                f"{url}: cannot use schema {url.schema}: {store._why(exc)}; have an administrator run CREATE "
+                f"SCHEMA {url.schema} AUTHORIZATION <this user> (or grant it CREATE on the database)"
             ) from None
         except psycopg.Error as exc:
-            db.close()
-            raise StateError(f"{url}: cannot use schema {url.schema}: {_reason(exc)}") from None
+            store._drop()
+            raise StateError(f"{url}: cannot use schema {url.schema}: {store._why(exc)}") from None
         except BaseException:
-            db.close()
+            store._drop()
             raise
         return store
+
+    def _bound_server(self) -> None:
+        """Set the server's timeouts for this session where nobody has (``options=-c name=value`` in the
+        URL, ALTER ROLE or ALTER DATABASE win), and learn the statement timeout the client waits out."""
+        wanted = {"lock_timeout": LOCK_TIMEOUT_S, "statement_timeout": STATEMENT_TIMEOUT_S,
+                  "idle_in_transaction_session_timeout": IDLE_IN_TRANSACTION_S}
+        rows = self._db.execute("SELECT name, setting::bigint, source FROM pg_settings WHERE name = ANY(%s)",
+                                (list(wanted),)).fetchall()
+        for name, setting_ms, source in rows:
+            ms = round(wanted[name] * 1000) if source == "default" else setting_ms
+            if source == "default":
+                self._db.execute("SELECT set_config(%s, %s, false)", (name, f"{ms}ms"))
+            if name == "statement_timeout":
+                self._statement_s = ms / 1000
+
+    def _wait_s(self, statement_s: float | None = None) -> float:
+        """How long the client waits for one statement: the server's bound on it, and a margin."""
+        return (statement_s or self._statement_s or STATEMENT_TIMEOUT_S) + CLIENT_MARGIN_S
+
+    def stop_on(self, stop: threading.Event | None) -> None:
+        self._watchdog.stop_on(stop)
 
     # -- opening ---------------------------------------------------------------------------------
     def _q(self, text: LiteralString) -> sql.Composed:
@@ -205,45 +241,76 @@ class PostgresStateStore(StateStore):
             )
 
     def check_alive(self) -> None:
-        """A closed connection shows as a readable socket while idle: only then is it asked (cheap)."""
+        """Cheap, and safe from any thread (workers ask before each send): an idle connection that was
+        closed shows as a readable socket, and only then is it asked. While a statement is under way,
+        that statement finds out itself."""
         if self._lost is not None:
             raise StateLostError(self._lost)
-        if self._db.closed or select.select([self._db.fileno()], [], [], 0)[0]:
-            with self._talking():
-                self._db.execute("SELECT 1")
+        if not self._busy.acquire(blocking=False):
+            return
+        try:
+            if self._db.closed or _readable(self._db.fileno()):
+                with self._talking():
+                    self._db.execute("SELECT 1")
+        finally:
+            self._busy.release()
 
     def close(self) -> None:
-        if self._locked and self._lost is None and not self._db.closed:
-            try:
-                with self._db.transaction():
-                    self._db.execute(self._q("DELETE FROM {s}.runner"))  # released cleanly: nothing to take over
-                self._db.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_CLASS, lock_key(self._schema)))
-            except psycopg.Error:
-                pass  # the server drops the lock with the connection anyway
+        try:
+            if self._locked and self._lost is None and not self._db.closed:
+                with self._talking():
+                    with self._db.transaction():
+                        self._db.execute(self._q("DELETE FROM {s}.runner"))  # released cleanly: nothing to take over
+                    self._db.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_CLASS, lock_key(self._schema)))
+        except StateError:
+            pass  # the server drops the lock with the connection anyway
+        finally:
+            self._drop()
+
+    def _drop(self) -> None:
+        self._watchdog.close()
         self._db.close()
 
     # -- talking to the server -------------------------------------------------------------------
     @contextmanager
-    def _talking(self) -> Iterator[None]:
-        """A lost connection is a StateLostError (the run stops); another failure a StateError."""
+    def _talking(self, statement_s: float | None = None) -> Iterator[None]:
+        """One use of the connection, bounded. A lost connection, or a statement that ran out of time,
+        is a StateLostError (the run stops, and so does every later use); another failure a StateError."""
         if self._lost is not None:
             raise StateLostError(self._lost)
-        try:
-            yield
-        except psycopg.Error as exc:
-            if self._db.broken or self._db.closed:
-                self._lost = (
-                    f"{self.path}: lost the connection to the state database ({_reason(exc)}), and with it the "
-                    "run lock: the run stopped sending; run it again to settle what was in flight"
-                )
-                raise StateLostError(self._lost) from None
-            raise StateError(f"{self.path}: {_reason(exc)}") from None
+        with self._busy:
+            try:
+                with self._watchdog.watching(self._wait_s(statement_s)):
+                    yield
+            except psycopg.Error as exc:
+                raise self._failure(exc) from None
+
+    def _failure(self, exc: psycopg.Error) -> StateError:
+        reason = self._why(exc)
+        if self._db.broken or self._db.closed:
+            self._lost = (
+                f"{self.path}: lost the connection to the state database ({reason}), and with it the run lock: "
+                "the run stopped sending; run it again to settle what was in flight"
+            )
+        elif isinstance(exc, psycopg.errors.LockNotAvailable | psycopg.errors.QueryCanceled):
+            self._lost = (
+                f"{self.path}: the state database did not answer in time ({reason}): the run stopped sending; "
+                f"another session may hold a lock in schema {self._schema} (see pg_locks); run it again to "
+                "settle what was in flight"
+            )
+        else:
+            return StateError(f"{self.path}: {reason}")
+        return StateLostError(self._lost)
+
+    def _why(self, exc: BaseException) -> str:
+        """The watchdog's reason when it cut the connection, else the server's or libpq's words."""
+        return self._watchdog.cut or _reason(exc, self._url)
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self, statement_s: float | None = None) -> Iterator[None]:
         if self.readonly:
             raise StateError(f"{self.path}: opened read-only (dry run); nothing may be written")
-        with self._talking(), self._db.transaction():
+        with self._talking(statement_s), self._db.transaction():
             yield
 
     def _rows(self, query: LiteralString, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -294,6 +361,7 @@ class PostgresStateStore(StateStore):
                 query = ("SELECT string_agg(key, chr(10)), string_agg(int8send(row_hash), ''::bytea) "
                          "FROM {s}.contacts WHERE ctid >= %s::tid" + ("" if last else " AND ctid < %s::tid"))
                 bounds = (f"({start},0)",) if last else (f"({start},0)", f"({start + step},0)")
+                self._watchdog.renew()
                 text, packed = cursor.execute(self._q(query), bounds).fetchone() or (None, None)
                 if text is not None:
                     keys.append(pl.Series(KEY, [text], dtype=pl.String).str.split("\n").explode())
@@ -370,7 +438,10 @@ class PostgresStateStore(StateStore):
         encoded = frame.select(
             pl.col(key), pl.col(row_hash), pl.struct(sorted(fields)).struct.json_encode().alias("fields")
         )
-        with self.transaction():
+        statement_s = max(self._statement_s or STATEMENT_TIMEOUT_S, frame.height / 1e6 * BASELINE_S_PER_MILLION)
+        with self.transaction(statement_s):
+            if self._statement_s:  # the server's bound too, unless someone turned it off
+                self._db.execute("SELECT set_config('statement_timeout', %s, true)", (f"{statement_s * 1000:.0f}ms",))
             self._db.execute("CREATE TEMPORARY TABLE bulksync_baseline (key text COLLATE \"C\", row_hash bigint, "
                              "fields text, position bigserial) ON COMMIT DROP")
             copying = self._db.cursor().copy("COPY bulksync_baseline (key, row_hash, fields) FROM STDIN (FORMAT csv)")
@@ -389,6 +460,7 @@ class PostgresStateStore(StateStore):
     def forget(self, keys: Iterable[str]) -> None:
         with self.transaction():
             for batch in batches(keys, _BATCH):
+                self._watchdog.renew()
                 self._db.execute(self._q("DELETE FROM {s}.contacts WHERE key = ANY(%s)"), (batch,))
             self._bump_generation()
 
@@ -412,11 +484,20 @@ def _parsed(url: StateURL) -> dict[str, str]:
     try:
         return {name: str(value) for name, value in conninfo_to_dict(url.conninfo).items() if value is not None}
     except psycopg.Error as exc:
-        raise StateError(f"{url}: not a PostgreSQL URL libpq can use ({_reason(exc)})") from None
+        raise StateError(f"{url}: not a PostgreSQL URL libpq can use ({_reason(exc, url)})") from None
 
 
-def _reason(exc: BaseException) -> str:
-    """The server's words (without the row they quote) or libpq's, on one line."""
+def _reason(exc: BaseException, url: StateURL) -> str:
+    """The server's words (without the row they quote) or libpq's, on one line, without the URL's
+    passwords (libpq quotes what it cannot read)."""
     primary = exc.diag.message_primary if isinstance(exc, psycopg.Error) else None
     text = primary or str(exc)
-    return " ".join(line.strip() for line in text.splitlines() if line.strip()) or type(exc).__name__
+    return redact(" ".join(line.strip() for line in text.splitlines() if line.strip()), url.secrets) or (
+        type(exc).__name__)
+
+
+def _readable(fd: int) -> bool:
+    """Whether ``fd`` has something to read, or was hung up (poll: select() refuses an fd past 1023)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))

@@ -8,6 +8,7 @@ offers exactly these methods, so the stages above never know which one they talk
 from __future__ import annotations
 
 import json
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -62,10 +63,9 @@ class StateStore(ABC):
         """A state identifies contacts one way for life; using it the other way is an error."""
         stored = self.meta("key")
         if stored is not None and stored != key:
-            raise StateError(
-                f"{self.path} identifies contacts by {stored}, not {key}; pass --key {stored} "
-                "or use another --state file"
-            )
+            other = "another --state file" if isinstance(self.path, Path) else "another schema (?schema=NAME)"
+            raise StateError(f"{self.path} identifies contacts by {stored}, not {key}; pass --key {stored} "
+                             f"or use {other}")
 
     # -- reading ---------------------------------------------------------------------------------
     @abstractmethod
@@ -128,7 +128,10 @@ class StateStore(ABC):
     @abstractmethod
     def check_alive(self) -> None:
         """Raise if the store can take no more writes (its connection, and with it its lock, is gone):
-        the run must then stop sending at once."""
+        the run must then stop sending at once. Cheap, and safe to call from any thread."""
+
+    def stop_on(self, stop: threading.Event | None) -> None:  # noqa: B027 (a file's waits are its disk's)
+        """From now on, a wait for the state ends soon after ``stop`` is set (a signal must end a run)."""
 
     @abstractmethod
     def close(self) -> None:

@@ -28,7 +28,7 @@ from bulksync.location import StateURL
 from bulksync.loops import record
 from bulksync.state import open_state
 from bulksync.state import postgres as pg_store
-from bulksync.state.postgres import LOCK_CLASS, lock_key
+from bulksync.state.lock import LOCK_CLASS, lock_key
 from bulksync.state.store import Tombstone
 from tests.helpers import (
     ROOT,
@@ -40,6 +40,7 @@ from tests.helpers import (
     wait_until,
     writes,
 )
+from tests.state.pg import lock_holder, redacted, terminate
 
 TABLES = ("meta", "contacts", "tombstones", "runner")
 HOLD_LOCK = (
@@ -64,16 +65,6 @@ def schema_exists(postgres: PostgresServer, schema: str) -> bool:
         return admin.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is not None
 
 
-def lock_holder(postgres: PostgresServer, url: StateURL) -> int | None:
-    """The server process of the connection that holds the schema's lock, if one does."""
-    with postgres.admin() as admin:
-        row = admin.execute(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid::bigint = %s "
-            "AND objid::bigint = %s AND objsubid = 2", (LOCK_CLASS, lock_key(url.schema)),
-        ).fetchone()
-    return None if row is None else int(str(row[0]))
-
-
 def hold_lock(url: StateURL) -> subprocess.Popen[str]:
     """Another process that opens the state for writing and keeps it open."""
     env = {**os.environ, "BULKSYNC_STATE": url.url, "PYTHONPATH": str(ROOT)}
@@ -86,10 +77,6 @@ def kill_and_wait_for_the_lock(postgres: PostgresServer, url: StateURL, process:
     process.kill()
     process.communicate(timeout=30)
     wait_until(lambda: lock_holder(postgres, url) is None, "the server to release the killed run's lock")
-
-
-def redacted(postgres: PostgresServer, url: StateURL) -> str:
-    return postgres.url(url.schema, password=False)
 
 
 # -- the schema ----------------------------------------------------------------------------------------
@@ -317,16 +304,12 @@ def terminate_when(
     an administrator (or a failover) does. Returns a join that gives the writes Loops had by then."""
     sent_when_gone: list[int] = []
 
-    def terminate() -> None:
+    def end_it() -> None:
         wait_for_contacts(emulator, contacts)
-        backend = lock_holder(postgres, url)
-        with postgres.admin() as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
-            wait_until(lambda: admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (backend,)).fetchone()
-                       is None, "the terminated connection to end")
+        terminate(postgres, lock_holder(postgres, url))
         sent_when_gone.append(len(writes(emulator)))
 
-    thread = threading.Thread(target=terminate, daemon=True)
+    thread = threading.Thread(target=end_it, daemon=True)
     thread.start()
 
     def join() -> int:
@@ -361,7 +344,9 @@ def test_a_connection_terminated_mid_run_stops_the_sending_at_once_then_the_next
     # Only what was in flight, or had just been taken by a worker, went out after the connection was gone.
     assert sent - sent_when_gone() <= 2 * concurrency
     assert sent < 400
-    assert emails_in_state(pg_url) <= {c["email"] for c in loops.emulator.contacts()}
+    in_loops, in_state = {c["email"] for c in loops.emulator.contacts()}, emails_in_state(pg_url)
+    assert in_state <= in_loops
+    assert lost.summary()["not_recorded"] == len(in_loops) - len(in_state) > 0  # the summary says what it lacks
 
     rerun = cli("sync", "people.csv", "--state", pg_url.url, "--rate-limit", "1000")
 
@@ -423,8 +408,11 @@ def test_baseline_show_plan_and_apply_on_a_postgresql_state(
                             "nothing was sent.\n")
     show = cli("state", "show", "--state", pg_url.url)
     assert show.status == 0
-    assert show.out.splitlines()[:4] == [f"state              {shown}", f"schema             {pg_url.schema}",
-                                         "contacts           47", "key                email"]
+    assert show.out.splitlines()[:4] == [
+        f"state              {shown}",
+        f"schema             {pg_url.schema} (its lock in pg_locks: classid {LOCK_CLASS}, "
+        f"objid {lock_key(pg_url.schema)})",
+        "contacts           47", "key                email"]
 
     monkeypatch.setenv("BULKSYNC_STATE", pg_url.url)  # from here on, no --state: the environment names it
     planned = cli("sync", "contacts_changed.csv", "--dry-run", "--plan", "changes.plan")
