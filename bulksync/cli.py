@@ -37,7 +37,7 @@ from bulksync.config import (
 from bulksync.config import sync_config as build_sync_config
 from bulksync.emulator import cli as emulator_cli
 from bulksync.errors import BulksyncError, ConfigError, ExitStatus, Interrupted, StateError, printable
-from bulksync.export import ExportOptions, run_export
+from bulksync.export import ExportOptions, refuse_export_clashes, run_export
 from bulksync.files import refuse_clashes
 from bulksync.location import STATE_ENV, StateURL, describe, state_location, state_noun, url_secrets
 from bulksync.logs import redact
@@ -48,10 +48,12 @@ from bulksync.source.location import locate
 from bulksync.source.mapping_file import PRESETS, mapping_spec
 from bulksync.source.read import open_source
 from bulksync.state import lock_for, open_state, state_exists
+from bulksync.state.lock import LOCK_CLASS, lock_key
 from bulksync.sync import SyncResult, apply_plan, check_credentials, record_baseline, run_sync
 from bulksync.verify import DEFAULT_SAMPLE, VerifyOptions, run_verify
 
 log = logging.getLogger("bulksync")
+STOPPING = "stopping: finishing requests in flight, then saving state (signal again to abort)"
 Command = Callable[[argparse.Namespace, TextIO, TextIO], int]
 
 
@@ -153,7 +155,8 @@ def _logging_parent() -> argparse.ArgumentParser:
 def _add_reading_commands(add_command: Callable[..., argparse.ArgumentParser]) -> None:
     """The commands that send no contact: ``check`` (the preflight), ``export`` (files for Loops' CSV
     upload) and ``verify`` (the state against Loops). Their requests go one at a time."""
-    reads = {"concurrency": 1, "max_retries": 6, "timeout": 30.0}
+    reads = {"concurrency": 1, "max_retries": 6, "timeout": 30.0,
+             "stopping": "stopping: finishing the request in flight (signal again to abort)"}
     check = add_command("check", help="preflight: would a sync of SOURCE run clean? (sends no write)")
     _add_source_arguments(check)
     check.add_argument("--base-url", help=f"Loops API base URL (default: $LOOPS_BASE_URL or {DEFAULT_BASE_URL})")
@@ -166,7 +169,9 @@ def _add_reading_commands(add_command: Callable[..., argparse.ArgumentParser]) -
     export.add_argument("--key", choices=["email", "userId"], default="email", help="what identifies a contact")
     export.add_argument("--rows-per-file", type=_positive_int, default=DEFAULT_ROWS_PER_FILE, metavar="N",
                         help=f"rows per upload file at most (default: {DEFAULT_ROWS_PER_FILE:,})")
-    export.add_argument("--force", action="store_true", help="replace an earlier export in DIR")
+    export.add_argument("--force", action="store_true",
+                        help="replace an earlier export in DIR: only the files its manifest.json lists, with its "
+                             "UPLOAD.md and rejected-rows.csv")
     export.add_argument("--create-properties", action="store_true",
                         help="create the custom properties the files fill that Loops does not have yet")
     export.add_argument("--report", type=Path, help="the rejected rows (default: DIR/rejected-rows.csv)")
@@ -179,14 +184,20 @@ def _add_reading_commands(add_command: Callable[..., argparse.ArgumentParser]) -
     chosen = verify.add_mutually_exclusive_group()
     chosen.add_argument("--sample", type=_positive_int, default=DEFAULT_SAMPLE, metavar="N",
                         help=f"check a random sample of N contacts (default: {DEFAULT_SAMPLE})")
-    chosen.add_argument("--all", action="store_true", help="check every contact in the state")
+    chosen.add_argument("--all", action="store_true",
+                        help="check every contact in the state: one request each, about 28 hours per million")
     verify.add_argument("--seed", type=_non_negative_int, metavar="N", help="draw the same sample again")
     verify.add_argument("--report", type=Path,
                         help="one CSV line per difference (default: bulksync-verify-<UTC time>.csv)")
     verify.add_argument("--rate-limit", type=_positive_float, metavar="RPS",
                         help="requests per second at most (default: paced like a sync)")
+    verify.add_argument("--strict", action="store_true",
+                        help="count contacts who unsubscribed in Loops as drift too (exit 1; by default they are "
+                             "listed but are no drift)")
     verify.add_argument("--base-url", help=f"Loops API base URL (default: $LOOPS_BASE_URL or {DEFAULT_BASE_URL})")
     verify.set_defaults(run=_run_verify, **reads)
+    verify.set_defaults(stopping="stopping: finishing the lookup in flight; the report keeps what was found "
+                                 "(signal again to abort)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -278,7 +289,13 @@ def sync_config(args: argparse.Namespace, environ: dict[str, str], stderr: TextI
 def refuse_log_file_clash(args: argparse.Namespace, log_file: Path, environ: dict[str, str], err: TextIO) -> None:
     """``--log-file`` must not be the source, the state, a file beside it, or another output."""
     given = vars(args)
-    if "source" in given or args.command == "apply":
+    if args.command == "export":  # its outputs include the files it writes into --to DIR
+        refuse_export_clashes(_export_options(args), {"--log-file": log_file})
+        return
+    if args.command == "verify":
+        verify = _verify_options(args)
+        inputs, outputs = verify.inputs(), verify.outputs()
+    elif "source" in given or args.command == "apply":
         config = sync_config(args, environ, err)
         inputs, outputs = config.inputs(), config.outputs()
         if args.command == "apply":
@@ -292,7 +309,8 @@ def refuse_log_file_clash(args: argparse.Namespace, log_file: Path, environ: dic
 class _Signals:
     """First SIGINT/SIGTERM asks the run to stop gracefully; the exit status remembers which."""
 
-    def __init__(self) -> None:
+    def __init__(self, stopping: str = STOPPING) -> None:
+        self.stopping = stopping  # what the command does once asked to stop
         self.stop = threading.Event()
         self.status = ExitStatus.INTERRUPTED
         self._previous: dict[int, object] = {}
@@ -303,7 +321,7 @@ class _Signals:
         if again:
             raise KeyboardInterrupt  # _runtime turns it into the exit status of this signal
         self.stop.set()
-        log.warning("stopping: finishing requests in flight, then saving state (signal again to abort)")
+        log.warning(self.stopping)
 
     def __enter__(self) -> _Signals:
         if threading.current_thread() is threading.main_thread():
@@ -319,7 +337,7 @@ class _Signals:
 @contextmanager
 def _runtime(args: argparse.Namespace) -> Iterator[tuple[Runtime, _Signals]]:
     """Signals stop the run gracefully; every wait is on the stop event so a signal cuts it short."""
-    with _Signals() as signals:
+    with _Signals(getattr(args, "stopping", STOPPING)) as signals:
         sleep: Callable[[float], None] = args.sleep or (lambda seconds: _ignore(signals.stop.wait(seconds)))
         try:
             yield Runtime(transport=args.transport, sleep=sleep, stop=signals.stop), signals
@@ -394,14 +412,19 @@ def _run_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return ExitStatus.OK if result.ok else ExitStatus.ROWS_FAILED
 
 
-def _run_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    http = sync_config(args, dict(os.environ), err).http
-    options = ExportOptions(
+def _export_options(args: argparse.Namespace) -> ExportOptions:
+    return ExportOptions(
         args.source, args.to, mapping=args.mapping, preset=args.preset, encoding=args.encoding,
         delimiter=args.delimiter, source_format=args.format, storage_options=args.storage_option, key=args.key,
         rows_per_file=args.rows_per_file, force=args.force,
         create_properties=args.create_properties, report=args.report, state=args.state,
+        state_from_environment=isinstance(args.state, StateURL) and args.state.url == os.environ.get(STATE_ENV),
     )
+
+
+def _run_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    http = sync_config(args, dict(os.environ), err).http
+    options = _export_options(args)
     from bulksync.loops.connection import Connection  # noqa: PLC0415 (see _run_baseline)
 
     with _runtime(args) as (runtime, _), (Connection(http, runtime) if http.api_key else nullcontext()) as loops:
@@ -414,13 +437,17 @@ def _run_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     http = sync_config(args, dict(os.environ), err).http
     if not http.api_key:
         raise ConfigError("verify looks contacts up in Loops: set LOOPS_API_KEY")
-    options = VerifyOptions(args.state, None if args.all else args.sample, args.seed, args.report)
+    options = _verify_options(args)
     from bulksync.loops.connection import Connection  # noqa: PLC0415 (see _run_baseline)
 
     with _runtime(args) as (runtime, _), Connection(http, runtime) as loops:
         result = run_verify(options, loops, runtime)
     out.write(render_verify(result) + "\n")
-    return ExitStatus.ROWS_FAILED if result.counts.drifted else ExitStatus.OK
+    return ExitStatus.ROWS_FAILED if result.drifted else ExitStatus.OK
+
+
+def _verify_options(args: argparse.Namespace) -> VerifyOptions:
+    return VerifyOptions(args.state, None if args.all else args.sample, args.seed, args.report, strict=args.strict)
 
 
 def _run_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -430,7 +457,8 @@ def _run_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with open_state(args.state, readonly=True) as state:
         rows = [
             (state_noun(args.state), describe(args.state)),
-            *([("schema", args.state.schema)] if isinstance(args.state, StateURL) else []),
+            *([("schema", f"{args.state.schema} (its lock in pg_locks: classid {LOCK_CLASS}, objid "
+                          f"{lock_key(args.state.schema)})")] if isinstance(args.state, StateURL) else []),
             ("contacts", f"{state.count():,}"),
             ("key", state.meta("key") or "(not set yet)"),
             ("last run started", state.meta("last_run_started") or "never"),

@@ -10,7 +10,10 @@ state baseline`` records the audience, and the next sync sends only what changed
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,10 +24,11 @@ from bulksync.columns import KEY, ROW
 from bulksync.config import DEFAULT_STATE_PATH, STDIN, KeyField
 from bulksync.errors import ConfigError
 from bulksync.files import open_private, os_problem, refuse_clashes, unwritable
-from bulksync.location import StateLocation
-from bulksync.loops.account import custom_fields, fetch_account, mapped_source
+from bulksync.location import StateLocation, StateURL
+from bulksync.loops.account import Account, custom_fields, fetch_account, mapped_source
 from bulksync.loops.properties import ensure_properties
-from bulksync.plan.normalise import normalise
+from bulksync.plan.normalise import Contacts, deduplicate, validate
+from bulksync.plan.scan import prefetched
 from bulksync.report.upload import (
     CLEARS,
     DEFAULT_ROWS_PER_FILE,
@@ -38,17 +42,20 @@ from bulksync.report.upload import (
     baseline_command,
     cells_equal,
     cells_starting,
+    listed_files,
     manifest,
     render_upload_guide,
     upload_files,
     upload_frame,
+    verify_command,
     write_upload_file,
 )
 from bulksync.report.writer import FORMULA_STARTS, ReportWriter, write_json
+from bulksync.source.batch import SourceStream
 from bulksync.source.location import locate
 from bulksync.source.mapping_file import mapping_spec
-from bulksync.source.mapping_spec import target_problem
-from bulksync.source.read import read_source
+from bulksync.source.mapping_spec import MappingSpec, target_problem
+from bulksync.source.read import open_source
 
 if TYPE_CHECKING:
     from bulksync.loops.connection import Connection
@@ -74,6 +81,9 @@ class ExportOptions:
     create_properties: bool = False
     report: Path | None = None  # default: DIR/rejected-rows.csv
     state: StateLocation = DEFAULT_STATE_PATH  # the state UPLOAD.md's baseline command records into
+    # The state URL came from BULKSYNC_STATE: UPLOAD.md's commands leave --state out, so the variable
+    # supplies it with its password (a --state given wins over the variable).
+    state_from_environment: bool = False
 
     def source_options(self) -> dict[str, str | None]:
         """The flags that read the source as this export did, for the baseline command (storage
@@ -83,6 +93,16 @@ class ExportOptions:
                 "--encoding": None if self.encoding == "utf-8" else self.encoding, "--delimiter": delimiter,
                 "--format": self.source_format}
 
+    def inputs(self) -> dict[str, Path | None]:
+        """The files export reads or must leave alone, by the flag that names them: the state (and
+        the files beside it) is the baseline's, afterwards."""
+        return {"SOURCE": self.source if isinstance(self.source, Path) else None, "--mapping": self.mapping,
+                "--state": self.state if isinstance(self.state, Path) else None}
+
+    @property
+    def report_path(self) -> Path:
+        return self.report or self.to / REJECTS
+
 
 def run_export(options: ExportOptions, loops: Connection | None = None) -> ExportResult:
     """Write the upload files, manifest and guide for ``options.source`` into ``options.to``.
@@ -90,32 +110,31 @@ def run_export(options: ExportOptions, loops: Connection | None = None) -> Expor
     Raises a :class:`BulksyncError` for anything that stops it; nothing is written into the folder
     before every check has passed.
     """
-    to = options.to
+    to, report = options.to, options.report_path
     if options.create_properties and loops is None:
         raise ConfigError("--create-properties creates them in Loops: set LOOPS_API_KEY; nothing was read or sent")
-    prepare_folder(to, options.force)
+    refuse_export_clashes(options)
+    earlier = prepare_folder(to, options.force)
     spec = mapping_spec(options.mapping, options.preset)
-    source = read_source(options.source, options.encoding, options.delimiter, fmt=options.source_format,
+    stream = open_source(options.source, options.encoding, options.delimiter, fmt=options.source_format,
                          storage_options=options.storage_options)
     account = fetch_account(loops) if loops is not None else None
-    mapped = mapped_source(source, spec, account)
-    contacts = normalise(mapped, options.key)
-    frame, where = contacts.frame, f"{source.path}:{source.header_line}"
+    contacts = read_contacts(stream, spec, account, options.key)
+    frame, where = contacts.frame, f"{stream.header.path}:{stream.header.header_line}"
     filled = [name for name in contacts.fields if frame[name].null_count() < frame.height]
     if account is None:  # with an account, ensure_properties says the same for the properties it lacks
         invalid = [problem for name in custom_fields(filled) if (problem := target_problem(name))]
         if invalid:
             raise ConfigError(f"{where}: {'; '.join(invalid)}; rename the column or map it with --mapping")
     files = upload_files(frame.drop(ROW, KEY), filled, options.rows_per_file)
-    report = options.report or to / REJECTS
-    replaced = _refuse_clashes(options, files, report)
+    _refuse_file_clashes(options, files, earlier)
     types = {name: contacts.types.get(name, "string") for name in custom_fields(filled)}
     missing = sorted((name, types[name]) for name in account.missing(filled)) if account else None
     created = ensure_properties(filled, types, account, loops, None, create=options.create_properties, where=where)
-    result = _result(options, rejected=contacts.rejects.height, report=report, types=types,
+    result = _result(options, rejected=contacts.rejects.height, types=types,
                      missing=[] if options.create_properties else missing,
                      notes=created if options.create_properties else [])
-    for path in replaced:
+    for path in earlier:
         path.unlink()
     lists = {list_id: name for name, list_id in account.lists.items()} if account else {}
     for file in files:
@@ -132,17 +151,53 @@ def run_export(options: ExportOptions, loops: Connection | None = None) -> Expor
     return result
 
 
-def _refuse_clashes(options: ExportOptions, files: list[UploadFile], report: Path) -> list[Path]:
-    """No file export writes (or, with ``--force``, removes) may be an input or another output.
-    Returns the earlier export's files that ``--force`` replaces."""
-    to = options.to
-    replaced = earlier_export(to) if options.force else []
-    inputs = {"SOURCE": options.source if isinstance(options.source, Path) else None, "--mapping": options.mapping}
-    refuse_clashes(inputs, {"--report": report})
-    new = [to / MANIFEST, to / GUIDE, *(to / file.name for file in files)]
-    for path in dict.fromkeys((*new, *replaced)):  # one at a time: a refusal names each as --to
+def read_contacts(stream: SourceStream, spec: MappingSpec | None, account: Account | None,
+                  key: KeyField) -> Contacts:
+    """The valid contacts of ``stream`` (one per key: its last row) and its rejected rows. Each batch
+    is mapped and checked as it is read, so only the checked fields are held, never the source's text."""
+    frames: list[pl.DataFrame] = []
+    rejects: list[pl.DataFrame] = []
+    types: dict[str, str] = {}
+    for batch in prefetched(stream.batches):
+        checked = validate(mapped_source(batch, spec, account), key)
+        frames.append(checked.frame)
+        rejects.append(checked.rejects)
+        types.update(checked.types)
+    valid, duplicates = deduplicate(pl.concat(frames, how="diagonal"), key)
+    return Contacts(frame=valid, types=types, rejects=pl.concat([*rejects, duplicates]).sort(ROW))
+
+
+def refuse_export_clashes(options: ExportOptions, others: Mapping[str, Path] | None = None) -> None:
+    """Before anything is read or written: no file export writes may be an input (SOURCE, --mapping,
+    the state or a file beside it) or another output. ``others`` are the run's other outputs (the
+    CLI's --log-file). The upload files' names are known only once the source is read, so an input
+    or another output must not bear any name export may write into DIR."""
+    others = dict(others or {})
+    inputs, to = options.inputs(), options.to
+    for name in (MANIFEST, GUIDE):  # one at a time: a refusal names each as --to
+        refuse_clashes(inputs, {"--report": options.report_path, "--to": to / name, **others})
+    for path in inputs.values():
+        if path is not None and _export_name(path, to):
+            refuse_clashes(inputs, {"--to": path})
+    for flag, output in {"--report": options.report, **others}.items():  # DIR/rejected-rows.csv: the report's own
+        if output is not None and _export_name(output, to) and not (flag == "--report" and output.name == REJECTS):
+            raise ConfigError(f"{flag} {output} is a file export writes into --to {to}: an output must never "
+                              f"overwrite another; nothing was read or sent. Pass {flag} another path")
+
+
+def _export_name(path: Path, to: Path) -> bool:
+    """Whether ``path`` is in ``to`` under a name an export gives its files."""
+    return path.resolve().parent == to.resolve() and (
+        path.name in EXPORT_NAMES or fnmatch.fnmatchcase(path.name, UPLOAD_GLOB))
+
+
+def _refuse_file_clashes(options: ExportOptions, files: list[UploadFile], earlier: list[Path]) -> None:
+    """Once the upload files are known: none of them, and none of the earlier export's files that
+    ``--force`` removes, may be an input or the report."""
+    to, report, inputs = options.to, options.report_path, options.inputs()
+    new = [to / file.name for file in files]
+    for path in dict.fromkeys((*new, *earlier)):  # one at a time: a refusal names each as --to
         refuse_clashes(inputs, {"--report": report if path in new else None, "--to": path})
-    return replaced
 
 
 def _write_rejects(report: Path, rejects: pl.DataFrame) -> None:
@@ -154,7 +209,7 @@ def _write_rejects(report: Path, rejects: pl.DataFrame) -> None:
         writer.close()
 
 
-def _result(options: ExportOptions, *, rejected: int, report: Path, types: dict[str, str],
+def _result(options: ExportOptions, *, rejected: int, types: dict[str, str],
             missing: list[tuple[str, str]] | None, notes: list[str]) -> ExportResult:
     where_from = locate(options.source)
     paths = (where_from, options.state, options.mapping)
@@ -166,23 +221,42 @@ def _result(options: ExportOptions, *, rejected: int, report: Path, types: dict[
                        "the export.")
     if options.storage_options:
         caveats.append("Add the export's --storage-option settings too (their values are left out here).")
+    state = _state_shown(options, caveats)
     given = str(where_from) if isinstance(where_from, Path) or where_from.kind == "url" else STDIN
     return ExportResult(
-        source=str(where_from), to=options.to, files=[], columns={}, rejected=rejected, report=report,
+        source=str(where_from), to=options.to, files=[], columns={}, rejected=rejected, report=options.report_path,
         properties=sorted(types.items()), missing_properties=missing,
-        baseline=baseline_command(given, str(options.state), options.key, options.source_options()),
-        state=str(options.state), workdir=Path.cwd() if relative else None, notes=notes, caveats=caveats,
+        baseline=baseline_command(given, state, options.key, options.source_options()),
+        verify=verify_command(state), workdir=Path.cwd() if relative else None, notes=notes, caveats=caveats,
     )
 
 
-def prepare_folder(to: Path, force: bool) -> None:
-    """Make sure ``to`` is a folder bulksync can write, holding no earlier export unless ``force``."""
+def _state_shown(options: ExportOptions, caveats: list[str]) -> str | None:
+    """The ``--state`` of UPLOAD.md's commands (None: left out, for BULKSYNC_STATE to give), and
+    how a password the commands cannot show is to be given."""
+    state = options.state
+    if not isinstance(state, StateURL):
+        return str(state)
+    if options.state_from_environment:
+        caveats.append("The commands name no `--state`: run them with `BULKSYNC_STATE` set as it was for the "
+                       "export (it names the state, with its password).")
+        return None
+    if state.secrets:
+        caveats.append("The state's URL is shown without its password: give it in `PGPASSWORD` or `~/.pgpass`, or "
+                       "set `BULKSYNC_STATE` to the whole URL and leave `--state` out (a `--state` given wins "
+                       "over `BULKSYNC_STATE`).")
+    return str(state)
+
+
+def prepare_folder(to: Path, force: bool) -> list[Path]:
+    """Make sure ``to`` is a folder bulksync can write, holding no earlier export unless ``force``.
+    Returns the earlier export's files, which ``force`` replaces."""
     if problem := unwritable(to, directory=True):
         raise ConfigError(f"--to {to}: {problem}; nothing was read or sent")
     earlier = earlier_export(to)
     if earlier and not force:
         raise ConfigError(
-            f"--to {to} holds an earlier export ({earlier[0]}): pass --force to replace it, or give another "
+            f"--to {to} holds an earlier export ({to / MANIFEST}): pass --force to replace it, or give another "
             "folder; nothing was read or sent"
         )
     probe = to / PROBE
@@ -193,11 +267,37 @@ def prepare_folder(to: Path, force: bool) -> None:
     except OSError as exc:
         problem = os_problem(probe, exc)
         raise ConfigError(f"--to {to}: cannot write there ({problem}); nothing was read or sent") from None
+    return earlier
 
 
 def earlier_export(to: Path) -> list[Path]:
-    """The files of an earlier export in ``to`` (its manifest, guide, rejects and upload files)."""
+    """The files of an earlier bulksync export in ``to``: its manifest, the upload files it lists,
+    its guide and rejects. A file of an export's name that no bulksync manifest accounts for is
+    someone else's: refused, since an export would overwrite it (even ``--force`` replaces only what
+    bulksync wrote)."""
     if not to.is_dir():
         return []
-    named = [to / name for name in EXPORT_NAMES if (to / name).exists()]
-    return sorted(named) + sorted(to.glob(UPLOAD_GLOB))
+    named = [to / name for name in EXPORT_NAMES if (to / name).exists()] + sorted(to.glob(UPLOAD_GLOB))
+    if not named:
+        return []
+    listed = _manifest_files(to / MANIFEST)
+    if listed is None:
+        stranger = to / MANIFEST if (to / MANIFEST).exists() else named[0]
+        what = "is not the manifest of a bulksync export" if stranger.name == MANIFEST else \
+            "is not listed by a bulksync export's manifest.json (an export stopped before its end leaves its files " \
+            "without one)"
+        raise ConfigError(f"--to {to}: {stranger} {what}: bulksync replaces only files it wrote, even with --force; "
+                          "move it away or give another folder; nothing was read or sent")
+    ours = {to / MANIFEST, to / GUIDE, to / REJECTS, *(to / name for name in listed)}
+    if unlisted := next((path for path in named if path not in ours), None):
+        raise ConfigError(f"--to {to}: {unlisted} is not listed in {to / MANIFEST}: bulksync replaces only files it "
+                          "wrote, even with --force; move it away or give another folder; nothing was read or sent")
+    return [path for path in named if path.is_file() or path.is_symlink()]
+
+
+def _manifest_files(path: Path) -> list[str] | None:
+    """The upload files ``path`` lists, or None if it is no manifest a bulksync export wrote."""
+    try:
+        return listed_files(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, ValueError):  # missing, unreadable, not JSON
+        return None

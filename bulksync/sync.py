@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,10 +149,13 @@ def _sync(run: Run, scanned: Scanned, index: StateIndex, account: Account | None
     if not config.keep_empty and classified.changed.height:
         check_clear_limit(count_clears(classified.changed, state), index.height, config.max_clear)
     classified, skipped = for_mode(classified, config.mode)
-    _warn_first_load(classified.new.height)
+    warn = _first_load_warner(classified.new.height)
     # After every check that can refuse the run: creating a property is the run's first write.
     notes = ensure_properties(classified.filled(scanned.fields), scanned.types, account, run.loops, state,
-                              create=config.create_properties, where=f"{locate(config.source)}:{scanned.header_line}")
+                              create=config.create_properties, where=f"{locate(config.source)}:{scanned.header_line}",
+                              before_create=warn)
+    if not config.dry_run:
+        warn()
     summary.rejected, summary.unchanged = rejects.height, classified.unchanged
     summary.skipped = unprocessed.height + sum(rows.height for _, rows, _ in skipped)
     with run_outputs(config, summary, run.runtime.clock, run.started) as report:
@@ -180,6 +183,7 @@ def _sync(run: Run, scanned: Scanned, index: StateIndex, account: Account | None
             plan = _plan_writer(run, scanned, classified)
             result.plan_path = plan.path if plan else None
             _preview(actions, summary, report, result, plan)
+            warn()  # a dry run's creates are known once it is planned
         else:
             changes = _execute(run, report, actions, classified.total, types=scanned.types,
                                create_only=config.mode == "create-only")
@@ -209,11 +213,12 @@ def apply_plan(plan_path: Path, config: SyncConfig, runtime: Runtime | None = No
     ):
         state.check_key(header.key)
         check_plan_is_current(header.generation, actions, state)
-        _warn_first_load(sum(1 for action in actions if action.kind == "create"))
+        warn = _first_load_warner(sum(1 for action in actions if action.kind == "create"))
         filled = sorted({name for action in actions for name, value in action.send.items() if value is not None})
         account = account_for(state, loops, filled, [])
         notes = ensure_properties(filled, header.types, account, loops, state, create=config.create_properties,
-                                  where=f"{plan_path}:1")
+                                  where=f"{plan_path}:1", before_create=warn)
+        warn()
         summary = Summary(rejected=header.rejected, unchanged=header.unchanged)
         run = Run(config, runtime, state, loops, started, summary)
         with run_outputs(config, summary, runtime.clock, started) as report:
@@ -224,10 +229,16 @@ def apply_plan(plan_path: Path, config: SyncConfig, runtime: Runtime | None = No
     return result
 
 
-def _warn_first_load(creates: int) -> None:
-    """Once per run, before anything is sent: a first load through the API starts every welcome loop."""
-    if (warning := first_load_warning(creates)) is not None:
-        log.warning(warning)
+def _first_load_warner(creates: int) -> Callable[[], None]:
+    """Says, the first time it is called, that a first load through the API starts every welcome
+    loop (if ``creates`` is one). Called once the run can no longer be refused, before its first write."""
+    pending = [warning] if (warning := first_load_warning(creates)) is not None else []
+
+    def warn() -> None:
+        while pending:
+            log.warning(pending.pop())
+
+    return warn
 
 
 def check_credentials(http: HttpConfig) -> None:
@@ -314,7 +325,8 @@ def _execute(
     """
     loops, state, summary = run.loops, run.state, run.summary
     assert loops is not None
-    pusher = loops.pusher(types, create_only=create_only)
+    state.stop_on(run.runtime.stop)  # a signal ends a wait on a stalled state too
+    pusher = loops.pusher(types, create_only=create_only, before_send=state.check_alive)
     recorder = StateRecorder(state, run.runtime.clock)
     from tqdm import tqdm  # noqa: PLC0415 (only a run that sends shows progress)
 

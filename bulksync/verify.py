@@ -3,7 +3,8 @@
 A random sample of the state's contacts (or all of them) is looked up, one ``GET /v1/contacts/find``
 each, paced and retried like any request; each answer is compared with the state's fields
 (``plan/drift.py``) and every difference goes to a CSV report. It sends no write and changes no
-state; the state is read through the ``StateStore`` interface only.
+state; the state is read through the ``StateStore`` interface only. An unsubscribe made in Loops is
+reported but is drift (exit 1) only with ``strict``: people leaving is what a list does.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from bulksync.columns import KEY
 from bulksync.config import DEFAULT_STATE_PATH, Runtime
 from bulksync.errors import Interrupted, StateError
 from bulksync.files import refuse_clashes
-from bulksync.location import StateLocation
+from bulksync.location import StateLocation, state_noun
 from bulksync.loops.account import remembered
 from bulksync.plan.drift import compare
 from bulksync.report.drift import DriftWriter, VerifyResult
-from bulksync.state import open_state
+from bulksync.state import open_state, state_exists
 from bulksync.state.store import StateStore
 
 if TYPE_CHECKING:
@@ -39,15 +40,25 @@ class VerifyOptions:
     sample: int | None = DEFAULT_SAMPLE  # None: every contact
     seed: int | None = None  # None: a new random sample (its seed is shown, to draw it again)
     report: Path | None = None  # None: bulksync-verify-<UTC time>.csv here
+    strict: bool = False  # an unsubscribe made in Loops counts as drift (for the exit status) too
+
+    def inputs(self) -> dict[str, Path | None]:
+        return {"--state": self.state if isinstance(self.state, Path) else None}
+
+    def outputs(self) -> dict[str, Path | None]:
+        return {"--report": self.report}
 
 
 def run_verify(options: VerifyOptions, loops: Connection, runtime: Runtime | None = None) -> VerifyResult:
     """Compare the chosen contacts of the state with Loops. Raises a BulksyncError for anything that
-    stops the check (no contacts in the state, a refused key, Loops not answering)."""
+    stops the check (no such state, no contacts in it, a refused key, Loops not answering)."""
     runtime = runtime or Runtime()
     started = runtime.clock()
     report = options.report or Path(f"bulksync-verify-{_stamp()}.csv")
-    refuse_clashes({"--state": options.state if isinstance(options.state, Path) else None}, {"--report": report})
+    refuse_clashes(options.inputs(), {"--report": report})
+    if not state_exists(options.state):
+        raise StateError(f"{options.state}: no such {state_noun(options.state)}; a sync or 'bulksync state "
+                         "baseline' makes it: nothing to verify")
     with open_state(options.state, readonly=True) as state:
         total = state.count()
         if not total:
@@ -60,7 +71,7 @@ def run_verify(options: VerifyOptions, loops: Connection, runtime: Runtime | Non
         seed = (options.seed if options.seed is not None else random.SystemRandom().randrange(1_000_000)) \
             if sampled else None
         keys = chosen_keys(state, options.sample if sampled else None, seed)
-        result = VerifyResult(options.state, total, seed=seed, report_path=report)
+        result = VerifyResult(options.state, total, seed=seed, report_path=report, strict=options.strict)
         loops.check_key()  # a refused key stops here (exit 4), before the report is written
         with DriftWriter(report) as writer:
             for batch in _batches(keys, FIELDS_BATCH):

@@ -15,8 +15,11 @@ from typing import Any
 import pytest
 
 from bulksync.emulator import LoopsEmulator
-from bulksync.report.upload import UPLOAD_COLUMNS
+from bulksync.location import StateURL
+from bulksync.report.upload import UPLOAD_COLUMNS, lookup_time
+from bulksync.source import csv_reader
 from tests.helpers import API_KEY, SAMPLE_DATA, CliResult, writes
+from tests.state.conftest import pg_url, postgres  # noqa: F401 (a real PostgreSQL server, for the state URL test)
 
 EXPORTS = SAMPLE_DATA / "exports"
 MAILCHIMP = EXPORTS / "mailchimp"
@@ -96,12 +99,17 @@ def _parsed(cell: str, type_: str) -> Any:
     return cell
 
 
-def baseline_from_guide(folder: Path) -> list[str]:
-    """The command UPLOAD.md says to run once the upload has finished, as a person would paste it."""
+def commands_from_guide(folder: Path) -> list[list[str]]:
+    """The commands UPLOAD.md says to run once the upload has finished, as a person would paste them
+    (without the leading ``bulksync``): the baseline, then the check."""
     section = (folder / "UPLOAD.md").read_text(encoding="utf-8").split("## 3.", 1)[1]
-    command = shlex.split(section.split("```\n", 1)[1].split("\n```", 1)[0])
-    assert command[:3] == ["bulksync", "state", "baseline"]
-    return command[1:]
+    commands = [shlex.split(block) for block in section.split("```\n")[1::2]]
+    assert [command[:2] for command in commands] == [["bulksync", "state"], ["bulksync", "verify"]], commands
+    return [command[1:] for command in commands]
+
+
+def baseline_from_guide(folder: Path) -> list[str]:
+    return commands_from_guide(folder)[0]
 
 
 @pytest.mark.parametrize(("preset", "path", "header", "contacts"), PRESETS, ids=IDS)
@@ -271,8 +279,8 @@ def test_an_earlier_export_is_kept_unless_forced(cli: Any, emulator: LoopsEmulat
     again = cli("export", "contacts_changed.csv", "--to", "out")
 
     assert again.status == 2 and again.err.count("\n") == 1
-    assert again.err == ("bulksync: error: --to out holds an earlier export (out/UPLOAD.md): pass --force to replace "
-                         "it, or give another folder; nothing was read or sent\n")
+    assert again.err == ("bulksync: error: --to out holds an earlier export (out/manifest.json): pass --force to "
+                         "replace it, or give another folder; nothing was read or sent\n")
     assert (workdir / "out" / "manifest.json").read_text() == before
     forced = cli("export", "contacts_changed.csv", "--to", "out", "--force")
     assert forced.status == 0, forced.err
@@ -349,10 +357,162 @@ def test_standard_input_and_a_state_url_give_a_command_without_secrets(
     result = cli("export", "-", "--format", "csv", "--to", "out", "--state", "postgresql://ops:s3cret@db/loops")
 
     assert result.status == 0, result.err
-    assert baseline_from_guide(workdir / "out") == ["state", "baseline", "-", "--state", "postgresql://ops@db/loops",
-                                                    "--format", "csv"]
+    assert commands_from_guide(workdir / "out") == [
+        ["state", "baseline", "-", "--state", "postgresql://ops@db/loops", "--format", "csv"],
+        ["verify", "--state", "postgresql://ops@db/loops", "--sample", "1000"]]
     guide = (workdir / "out" / "UPLOAD.md").read_text()
     assert "It reads standard input: pipe the same data into it." in guide
+    assert "The state's URL is shown without its password: give it in `PGPASSWORD` or `~/.pgpass`, or set " \
+           "`BULKSYNC_STATE` to the whole URL and leave `--state` out" in guide
     assert "s3cret" not in guide + result.out
     assert json.loads((workdir / "out" / "manifest.json").read_text())["source"] == "<stdin>"
     assert read_csv(workdir / "out" / "loops-upload-001.csv")[1][0]["Email"] == "ada.lovelace@example.com"
+
+
+def test_no_output_may_overwrite_the_state(cli: Any, emulator: LoopsEmulator, workdir: Path) -> None:
+    assert cli("sync", "contacts.csv", "--state", "my.db").status == 0
+    (workdir / "bulksync.state.db").write_bytes((workdir / "my.db").read_bytes())  # the default state
+    kept = {name: (workdir / name).read_bytes() for name in ("my.db", "bulksync.state.db")}
+    cases = [
+        (["--to", "o1", "--state", "my.db", "--report", "my.db"], "--report my.db is --state (my.db)"),
+        (["--to", "o2", "--report", "bulksync.state.db"], "--report bulksync.state.db is --state (bulksync.state.db)"),
+        (["--to", "o3", "--state", "my.db", "--report", "my.db-journal"],
+         "--report my.db-journal is a file bulksync keeps beside the state (my.db)"),
+        (["--to", ".", "--state", "manifest.json"], "--to manifest.json is --state (manifest.json)"),
+        (["--to", ".", "--state", "UPLOAD.md"], "--to UPLOAD.md is --state (UPLOAD.md)"),
+        (["--to", "o7", "--state", "o7/loops-upload-001.csv"],  # a state yet to be made by the baseline
+         "--to o7/loops-upload-001.csv is --state (o7/loops-upload-001.csv)"),
+        (["--to", ".", "--state", "my.db", "--log-file", "my.db"], "--log-file my.db is --state (my.db)"),
+        (["--to", "o4", "--log-file", "o4/manifest.json"], "--log-file o4/manifest.json and --to o4/manifest.json"),
+        (["--to", "o5", "--log-file", "o5/rejected-rows.csv"],
+         "--log-file o5/rejected-rows.csv and --report o5/rejected-rows.csv"),
+        (["--to", "o6", "--log-file", "o6/loops-upload-002.csv"],
+         "--log-file o6/loops-upload-002.csv is a file export writes into --to o6"),
+        (["--to", "o6", "--report", "r.csv", "--log-file", "o6/rejected-rows.csv"],  # --force would remove it
+         "--log-file o6/rejected-rows.csv is a file export writes into --to o6"),
+        (["--to", "o6", "--report", "o6/loops-upload-001.csv"],
+         "--report o6/loops-upload-001.csv is a file export writes into --to o6"),
+    ]
+    (workdir / "manifest.json").write_bytes(kept["my.db"])  # states, where export would write its files
+    (workdir / "UPLOAD.md").write_bytes(kept["my.db"])
+    before = sorted(p.name for p in workdir.iterdir())
+    for flags, clash in cases:
+        refused = cli("export", "contacts.csv", *flags)
+
+        assert refused.status == 2, (flags, refused.err)
+        assert refused.err.startswith(f"bulksync: error: {clash}") and refused.err.count("\n") == 1, refused.err
+        assert "must never overwrite" in refused.err or "would overwrite the other" in refused.err
+    assert sorted(p.name for p in workdir.iterdir()) == before  # nothing written, not even --to DIR
+    assert {name: (workdir / name).read_bytes() for name in kept} == kept
+    assert all((workdir / name).read_bytes() == kept["my.db"] for name in ("manifest.json", "UPLOAD.md"))
+
+
+def test_force_replaces_only_what_an_earlier_export_wrote(cli: Any, workdir: Path) -> None:
+    def refused(folder: str, stranger: str, why: str) -> None:
+        result = cli("export", "contacts.csv", "--to", folder, "--force")
+        assert result.status == 2 and result.err.count("\n") == 1, result.err
+        assert result.err == (f"bulksync: error: --to {folder}: {folder}/{stranger} {why}: bulksync replaces only "
+                              "files it wrote, even with --force; move it away or give another folder; nothing was "
+                              "read or sent\n")
+
+    foreign = {"manifest.json": '{"name": "my-app", "version": "1.0.0"}\n', "UPLOAD.md": "# How we deploy\n",
+               "rejected-rows.csv": "id,why\n", "loops-upload-001.csv": "Email\nours@example.com\n"}
+    for number, (name, text) in enumerate(foreign.items()):
+        (workdir / f"f{number}").mkdir()
+        (workdir / f"f{number}" / name).write_text(text)
+        if name == "manifest.json":
+            refused(f"f{number}", name, "is not the manifest of a bulksync export")
+        else:
+            refused(f"f{number}", name, "is not listed by a bulksync export's manifest.json (an export stopped "
+                    "before its end leaves its files without one)")
+        assert [p.name for p in (workdir / f"f{number}").iterdir()] == [name]
+        assert (workdir / f"f{number}" / name).read_text() == text
+    assert cli("export", "contacts.csv", "--to", "out", "--rows-per-file", "20").status == 0
+    (workdir / "out" / "loops-upload-009.csv").write_text("Email\nsomeone-elses@example.com\n")
+    refused("out", "loops-upload-009.csv", "is not listed in out/manifest.json")
+    (workdir / "out" / "loops-upload-009.csv").unlink()
+    forged = json.loads((workdir / "out" / "manifest.json").read_text())
+    forged["files"].append({"path": "../contacts.csv", "rows": 1, "mailingLists": {}})
+    (workdir / "out" / "manifest.json").write_text(json.dumps(forged))
+    refused("out", "manifest.json", "is not the manifest of a bulksync export")  # it lists a file elsewhere
+    assert (workdir / "contacts.csv").exists()
+    forged["files"].pop()
+    (workdir / "out" / "manifest.json").write_text(json.dumps(forged))
+    (workdir / "out" / "notes.txt").write_text("mine")
+
+    forced = cli("export", "contacts_changed.csv", "--to", "out", "--force")
+
+    assert forced.status == 0, forced.err
+    assert sorted(p.name for p in (workdir / "out").iterdir()) == [
+        "UPLOAD.md", "loops-upload-001.csv", "manifest.json", "notes.txt", "rejected-rows.csv"]
+    assert (workdir / "out" / "notes.txt").read_text() == "mine"  # not an export's name: left alone
+
+
+def test_upload_md_recommends_a_sample_and_says_what_all_costs(cli: Any, workdir: Path) -> None:
+    (workdir / "big.csv").write_text("email\n" + "".join(f"p{i}@example.com\n" for i in range(1_500)))
+
+    assert cli("export", "big.csv", "--to", "out", "--state", "big.db").status == 0
+    assert cli("export", "contacts.csv", "--to", "small").status == 0
+
+    guide = (workdir / "out" / "UPLOAD.md").read_text()
+    assert "```\nbulksync verify --state big.db --sample 1000\n```\n" in guide and "--all\n" not in guide
+    assert "a random sample of 1,000 contacts is looked up in Loops, one request each (about 2 minutes" in guide
+    assert "`--all` instead of `--sample 1000` looks up every one of the 1,500 contacts: about 2 minutes" in guide
+    small = (workdir / "small" / "UPLOAD.md").read_text()
+    assert "each of the 47 contacts is looked up in Loops, one request each (about 5 seconds)" in small
+    assert "```\nbulksync verify --state bulksync.state.db --sample 1000\n```\n" in small
+    assert (lookup_time(500_000), lookup_time(1_000_000), lookup_time(47)) == ("14 hours", "28 hours", "5 seconds")
+
+
+def test_batches_give_the_same_files_as_one_read(cli: Any, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = (workdir / "contacts.csv").read_text()
+    (workdir / "twice.csv").write_text(text + text.split("\n", 1)[1].replace("Ada,", "Augusta,"))  # every row again
+    assert cli("export", "twice.csv", "--to", "whole").status == 0
+    monkeypatch.setattr(csv_reader, "BATCH_BYTES", 300)  # a few rows a batch: duplicates span batches
+
+    result = cli("export", "twice.csv", "--to", "batched")
+
+    assert result.status == 0, result.err
+    for name in ("loops-upload-001.csv", "rejected-rows.csv", "manifest.json"):
+        assert (workdir / "batched" / name).read_bytes() == (workdir / "whole" / name).read_bytes(), name
+    _, rows = read_csv(workdir / "batched" / "loops-upload-001.csv")
+    assert {row["First Name"] for row in rows if row["Email"] == "ada.lovelace@example.com"} == {"Augusta"}
+
+
+def test_upload_md_commands_run_against_a_postgresql_state(
+    cli: Any, emulator: LoopsEmulator, workdir: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    url: StateURL = request.getfixturevalue("pg_url")
+    password = request.getfixturevalue("postgres").password
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("BULKSYNC_STATE", url.url)  # the state, password and all, as a CI secret gives it
+
+    from_env = cli("export", "contacts.csv", "--to", "env", "--create-properties")
+
+    assert from_env.status == 0, from_env.err
+    guide = (workdir / "env" / "UPLOAD.md").read_text()
+    assert commands_from_guide(workdir / "env") == [["state", "baseline", "contacts.csv"],
+                                                    ["verify", "--sample", "1000"]]
+    assert "The commands name no `--state`: run them with `BULKSYNC_STATE` set as it was for the export" in guide
+    upload(emulator, workdir / "env")
+    for command in commands_from_guide(workdir / "env"):
+        ran = cli(*command)
+        assert ran.status == 0, ran.err
+    assert "Loops holds what the state says for every contact checked." in ran.out
+
+    monkeypatch.delenv("BULKSYNC_STATE")
+    given = cli("export", "contacts.csv", "--to", "flag", "--state", url.url)
+
+    assert given.status == 0, given.err
+    baseline, verify = commands_from_guide(workdir / "flag")
+    assert baseline == ["state", "baseline", "contacts.csv", "--state", str(url)]
+    assert verify == ["verify", "--state", str(url), "--sample", "1000"]
+    unsupplied = cli(*baseline)
+    assert unsupplied.status == 2 and "no password supplied" in unsupplied.err
+    monkeypatch.setenv("PGPASSWORD", password)  # one of the ways UPLOAD.md names
+    for command in (baseline, verify):
+        ran = cli(*command)
+        assert ran.status == 0, ran.err
+    shown = [from_env.out, given.out, guide, (workdir / "flag" / "UPLOAD.md").read_text(),
+             (workdir / "env" / "manifest.json").read_text(), (workdir / "flag" / "manifest.json").read_text()]
+    assert password not in "".join(shown)

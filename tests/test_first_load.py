@@ -13,6 +13,7 @@ import pytest
 from bulksync.cli import main
 from bulksync.emulator import LoopsEmulator
 from bulksync.plan.first_load import FIRST_LOAD_CREATES, first_load_warning
+from tests.helpers import writes
 
 WARNING = "would create"
 
@@ -81,3 +82,47 @@ def test_apply_warns_and_a_nightly_handful_does_not(cli: Any, workdir: Path, emu
     nightly = cli("sync", users(workdir, 41), "--state", "s.db", sleep=lambda _: None)  # 20 new: at the threshold
     assert nightly.status == 0 and nightly.summary()["created"] == 20
     assert warnings(nightly.err) == []
+
+
+def test_a_run_refused_for_missing_properties_gives_no_warning(cli: Any, workdir: Path, emulator: LoopsEmulator,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bulksync.plan.first_load.FIRST_LOAD_CREATES", 2)
+    (workdir / "plans.csv").write_text("email,plan\n" + "".join(f"p{i}@example.com,pro\n" for i in range(3)))
+
+    refused = cli("sync", "plans.csv", "--state", "s.db", create_properties=False)  # Loops has no property plan
+
+    assert refused.status == 2 and "Loops has no custom property plan (string) yet" in refused.err
+    assert warnings(refused.err) == []  # the run would never have sent: nothing to warn of
+    assert writes(emulator) == []
+    (workdir / "a-file").write_text("")
+    unplanned = cli("sync", "plans.csv", "--state", "s.db", "--dry-run", "--plan", "a-file/p.plan", report=False)
+    assert unplanned.status == 2 and "cannot write a-file/p.plan" in unplanned.err
+    assert warnings(unplanned.err) == []  # a dry run warns once its plan is made
+    planned = cli("sync", "plans.csv", "--state", "s.db", "--dry-run", "--plan", "p.plan", report=False)
+    assert planned.status == 0 and len(warnings(planned.err)) == 1
+    applied = cli("apply", "p.plan", "--report", "r.csv")
+    assert applied.status == 2 and warnings(applied.err) == [] and writes(emulator) == []
+
+
+def test_the_warning_comes_after_the_checks_and_before_a_property_is_created(
+    workdir: Path, emulator: LoopsEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bulksync.plan.first_load.FIRST_LOAD_CREATES", 2)
+    monkeypatch.setenv("LOOPS_API_KEY", "test-key")
+    monkeypatch.setenv("LOOPS_BASE_URL", "http://127.0.0.1:9/api")
+    (workdir / "plans.csv").write_text("email,plan\n" + "".join(f"p{i}@example.com,pro\n" for i in range(3)))
+    answer, err = emulator.transport(), io.StringIO()
+    said_at_write: list[tuple[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method != "GET":
+            said_at_write.append((request.url.path, err.getvalue()))
+        return answer.handle_request(request)
+
+    status = main(["sync", "plans.csv", "--state", "s.db", "--report", "r.csv", "--create-properties"],
+                  out=io.StringIO(), err=err, sleep=lambda _: None, transport=httpx.MockTransport(handler))
+
+    assert status == 0, err.getvalue()
+    first_path, said = said_at_write[0]
+    assert first_path == "/api/v1/contacts/properties" and len(warnings(said)) == 1  # before the first write
+    assert len(warnings(err.getvalue())) == 1

@@ -5,6 +5,9 @@ lookups are paced and write nothing; bad input and a refused key get their exit 
 from __future__ import annotations
 
 import csv
+import io
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,9 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
+from bulksync.cli import main
 from bulksync.config import Runtime
 from bulksync.emulator import LoopsEmulator
 from bulksync.loops.connection import Connection
+from bulksync.state import open_state
 from bulksync.sync import run_sync
 from bulksync.verify import VerifyOptions, run_verify
 from tests.helpers import API_KEY, FakeClock, api_update, run_config
@@ -69,7 +74,8 @@ def test_drift_made_in_loops_is_found(cli: Any, emulator: LoopsEmulator, in_loop
     assert '  ada.lovelace@example.com  firstName: state "Ada" / Loops "Augusta"\n' in result.out
     assert ('  edsger.dijkstra@example.com  plan: state "pro" / Loops (empty); zip: state "02104" / Loops "=1+1"\n'
             in result.out)
-    assert result.out.endswith("Report: drift.csv (one line per difference)\n4 of 47 contacts differ from the state.\n")
+    assert result.out.endswith("Report: drift.csv (one line per difference)\n3 of 47 contacts differ from the state; "
+                               "1 more only unsubscribed in Loops, which is no drift (--strict counts it).\n")
     assert drift_lines(cli("verify", "--state", "state.db", "--all", "--report", "drift.csv").workdir / "drift.csv") \
         == [
         {"key": "ada.lovelace@example.com", "problem": "different fields", "field": "firstName",
@@ -86,6 +92,24 @@ def test_drift_made_in_loops_is_found(cli: Any, emulator: LoopsEmulator, in_loop
     log = emulator.request_log()[since:]
     assert {f"{r['method']} {r['path']}" for r in log} == {"GET /v1/api-key", "GET /v1/contacts/find"}  # no write
     assert len(finds(emulator, since)) == 2 * 47
+
+
+def test_unsubscribes_in_loops_are_listed_but_are_drift_only_with_strict(
+    cli: Any, in_loops: httpx.Client, synced: None
+) -> None:
+    for email in ("alan.turing@example.com", "ada.lovelace@example.com"):  # their campaigns' unsubscribe links
+        assert api_update(in_loops, email=email, subscribed=False).status_code == 200
+
+    canary = cli("verify", "--state", "state.db", "--all", "--report", "drift.csv")
+
+    assert canary.status == 0, canary.out  # a nightly canary stays green through normal life
+    assert "  unsubscribed in Loops          2\n" in canary.out
+    assert "  ada.lovelace@example.com  subscribed: state (not set) / Loops false\n" in canary.out
+    assert canary.out.endswith("Loops holds what the state says for every contact checked but 2 who unsubscribed "
+                               "in Loops, which is no drift (--strict counts it).\n")
+    assert [line["problem"] for line in drift_lines(canary.workdir / "drift.csv")] == ["unsubscribed in Loops"] * 2
+    strict = cli("verify", "--state", "state.db", "--all", "--report", "drift.csv", "--strict")
+    assert strict.status == 1 and strict.out.endswith("2 of 47 contacts differ from the state.\n")
 
 
 def test_values_as_loops_returns_them_are_no_drift(cli: Any, emulator: LoopsEmulator, in_loops: httpx.Client,
@@ -152,7 +176,7 @@ def test_the_lookups_are_paced_and_a_user_id_state_finds_by_user_id(
     assert sorted(query["userId"] for query in finds(team, since)) == sorted(f"u{i}" for i in range(30))
 
 
-def test_bad_input_and_a_refused_key(cli: Any, monkeypatch: pytest.MonkeyPatch, synced: None) -> None:
+def test_bad_input_and_a_refused_key(cli: Any, monkeypatch: pytest.MonkeyPatch, workdir: Path, synced: None) -> None:
     def error(*args: str) -> tuple[int, str]:
         result = cli("verify", *args)
         assert result.err.count("\n") == 1, result.err
@@ -161,8 +185,12 @@ def test_bad_input_and_a_refused_key(cli: Any, monkeypatch: pytest.MonkeyPatch, 
     assert cli("verify", "--state", "state.db", "--sample", "0").status == 2  # argparse says why, on stderr
     assert cli("verify", "--state", "state.db", "--sample", "5", "--all").status == 2
 
-    assert error("--state", "none.db") == (2, "bulksync: error: none.db holds no contacts (no sync or 'bulksync "
-                                               "state baseline' recorded any yet): nothing to verify\n")
+    assert error("--state", "none.db") == (2, "bulksync: error: none.db: no such state file; a sync or 'bulksync "
+                                               "state baseline' makes it: nothing to verify\n")
+    assert not (workdir / "none.db").exists()
+    open_state(workdir / "empty.db").close()  # a state that holds no contact yet
+    assert error("--state", "empty.db") == (2, "bulksync: error: empty.db holds no contacts (no sync or 'bulksync "
+                                                "state baseline' recorded any yet): nothing to verify\n")
     status, message = error("--state", "state.db", "--report", "state.db")
     assert status == 2 and "an output must never overwrite an input" in message
     monkeypatch.setenv("LOOPS_API_KEY", "not-the-key")
@@ -171,3 +199,42 @@ def test_bad_input_and_a_refused_key(cli: Any, monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.delenv("LOOPS_API_KEY")
     assert error("--state", "state.db") == (2, "bulksync: error: verify looks contacts up in Loops: set "
                                                "LOOPS_API_KEY\n")
+
+
+def test_the_log_file_is_never_the_report_or_the_state(cli: Any, emulator: LoopsEmulator, synced: None,
+                                                       workdir: Path) -> None:
+    state = (workdir / "state.db").read_bytes()
+    for flags, clash in ((["--report", "drift.csv", "--log-file", "drift.csv"], "and --report drift.csv are the same"),
+                         (["--log-file", "state.db"], "is --state (state.db)"),
+                         (["--log-file", "state.db-wal"], "is a file bulksync keeps beside the state")):
+        since = len(emulator.request_log())
+
+        refused = cli("verify", "--state", "state.db", *flags)
+
+        assert refused.status == 2 and clash in refused.err and refused.err.count("\n") == 1, refused.err
+        assert emulator.request_log()[since:] == []
+    assert not (workdir / "drift.csv").exists() and not (workdir / "state.db-wal").exists()
+    assert (workdir / "state.db").read_bytes() == state
+
+
+def test_a_signal_stops_verify_with_words_that_fit_it(workdir: Path, emulator: LoopsEmulator, synced: None,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    answer, err = emulator.transport(), io.StringIO()
+    looked_up: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/contacts/find"):
+            looked_up.append(request.url.params["email"])
+            if len(looked_up) == 3:
+                os.kill(os.getpid(), signal.SIGTERM)  # as systemd or a CI runner stops a job
+        return answer.handle_request(request)
+
+    status = main(["verify", "--state", "state.db", "--all", "--report", "drift.csv"], out=io.StringIO(), err=err,
+                  sleep=lambda _: None, transport=httpx.MockTransport(handler))
+
+    assert status == 143, err.getvalue()
+    said = err.getvalue()
+    assert "stopping: finishing the lookup in flight; the report keeps what was found (signal again to abort)" in said
+    assert "saving state" not in said  # verify saves no state
+    assert said.endswith("bulksync: error: stopped after checking 3 of 47 contacts; drift.csv holds what was found\n")
+    assert len(looked_up) == 3 and drift_lines(workdir / "drift.csv") == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bulksync.errors import ConfigError
@@ -22,12 +23,14 @@ def ensure_properties(
     *,
     create: bool,
     where: str,
+    before_create: Callable[[], None] = lambda: None,
 ) -> list[str]:
     """Check (or, with ``create``, make) the custom properties among the ``filled`` fields, of
     ``types`` (a string unless said otherwise).
 
     Returns notes for the summary; a dry run (a read-only state) creates nothing and only notes, and
-    so does a run without a state (an export) unless ``create``.
+    so does a run without a state (an export) unless ``create``. ``before_create`` is called once
+    every check has passed, just before the first property is created.
     """
     needed = {name: types.get(name, "string") for name in filled}
     if account is None:
@@ -50,6 +53,7 @@ def ensure_properties(
             "the columns, or pass --create-properties to create them"
         )
     assert loops is not None
+    before_create()
     for name, type_ in missing.items():
         loops.create_property(name, type_)
     if state is not None:

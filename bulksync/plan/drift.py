@@ -122,10 +122,15 @@ def _decimal(value: Any) -> Decimal | None:
 @dataclass
 class DriftCounts:
     """What a check found, contact by contact: how many matched, how many had each problem (a contact
-    may have several), and the first few contacts with each, with their differences."""
+    may have several), and the first few contacts with each, with their differences.
+
+    A contact who unsubscribed in Loops (a campaign's link, the preference center) is everyday life,
+    not something that went wrong: it is counted and listed, but is drift only when ``strict``.
+    """
 
     checked: int = 0
     matching: int = 0
+    unsubscribed_only: int = 0  # contacts whose one difference is an unsubscribe made in Loops
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PROBLEMS, 0))
     examples: dict[str, list[list[Drift]]] = field(default_factory=lambda: {problem: [] for problem in PROBLEMS})
 
@@ -133,6 +138,8 @@ class DriftCounts:
         self.checked += 1
         if not drifts:
             self.matching += 1
+        elif all(drift.problem == UNSUBSCRIBED for drift in drifts):
+            self.unsubscribed_only += 1
         for problem in PROBLEMS:
             found = [drift for drift in drifts if drift.problem == problem]
             if found:
@@ -140,6 +147,9 @@ class DriftCounts:
                 if len(self.examples[problem]) < EXAMPLES:
                     self.examples[problem].append(found)
 
-    @property
-    def drifted(self) -> bool:
-        return self.matching < self.checked
+    def drifted_contacts(self, *, strict: bool = False) -> int:
+        """The contacts that differ from the state (with ``strict``, those who only unsubscribed too)."""
+        return self.checked - self.matching - (0 if strict else self.unsubscribed_only)
+
+    def drifted(self, *, strict: bool = False) -> bool:
+        return self.drifted_contacts(strict=strict) > 0

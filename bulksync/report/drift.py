@@ -30,6 +30,12 @@ class VerifyResult:
     report_path: Path | None = None
     requests: int = 0
     duration_s: float = 0.0
+    strict: bool = False  # an unsubscribe made in Loops is drift too (--strict)
+
+    @property
+    def drifted(self) -> bool:
+        """Whether Loops differs from the state: what makes ``verify`` exit 1."""
+        return self.counts.drifted(strict=self.strict)
 
 
 def state_text(value: str | None) -> str:
@@ -68,9 +74,17 @@ def render_verify(result: VerifyResult) -> str:
                 lines.append(f"  {drifts[0].key}{details}")
     if result.report_path is not None:
         lines.append(f"Report: {result.report_path} (one line per difference)")
-    drifted = counts.checked - counts.matching
-    lines.append(f"{drifted:,} of {counts.checked:,} contacts differ from the state." if drifted
-                 else "Loops holds what the state says for every contact checked.")
+    drifted, unsubscribed = counts.drifted_contacts(strict=result.strict), counts.unsubscribed_only
+    not_drift = "which is no drift (--strict counts it)"
+    if drifted:
+        lines.append(f"{drifted:,} of {counts.checked:,} contacts differ from the state"
+                     + (f"; {unsubscribed:,} more only unsubscribed in Loops, {not_drift}." if unsubscribed
+                        and not result.strict else "."))
+    elif unsubscribed:
+        lines.append(f"Loops holds what the state says for every contact checked but {unsubscribed:,} who "
+                     f"unsubscribed in Loops, {not_drift}.")
+    else:
+        lines.append("Loops holds what the state says for every contact checked.")
     return "\n".join(printable(line) for line in lines)  # values come from Loops and the source
 
 

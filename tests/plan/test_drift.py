@@ -84,7 +84,18 @@ def test_counts_and_examples() -> None:
                                                                                  "subscribed", "true", False)])
     counts.add([Drift("gone", MISSING)])
 
-    assert (counts.checked, counts.matching, counts.drifted) == (9, 1, True)
+    assert (counts.checked, counts.matching, counts.drifted()) == (9, 1, True)
     assert counts.counts == {MISSING: 1, UNSUBSCRIBED: 7, DIFFERENT: 7}
     assert [drifts[0].key for drifts in counts.examples[DIFFERENT]] == ["k0", "k1", "k2", "k3", "k4"]
-    assert not DriftCounts().drifted
+    assert not DriftCounts().drifted()
+
+
+def test_an_unsubscribe_alone_is_drift_only_when_strict() -> None:
+    counts = DriftCounts()
+    counts.add([])
+    counts.add([Drift("gone", UNSUBSCRIBED, "subscribed", None, False)])
+
+    assert (counts.unsubscribed_only, counts.counts[UNSUBSCRIBED]) == (1, 1)  # counted, and listed
+    assert (counts.drifted(), counts.drifted(strict=True)) == (False, True)
+    counts.add([Drift("both", UNSUBSCRIBED, "subscribed", None, False), Drift("both", DIFFERENT, "plan", "a", "b")])
+    assert (counts.drifted_contacts(), counts.drifted_contacts(strict=True)) == (1, 2)
