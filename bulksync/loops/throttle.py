@@ -35,6 +35,7 @@ PACE = 0.98  # the share of the limit aimed at
 NEIGHBOUR_MARGIN = 0.5  # requests a second left spare while other clients are seen
 DECREASE = 0.9  # a 429 cuts the rate to this share
 RECOVERY_S = 10.0  # a cut rate climbs back to its cap in about this long
+CAP_RELAX_S = 600.0  # the cap a 429 left grows by 1% in 6 s: a limit that showed itself twice stays learnt
 PAUSE_AFTER_429_S = 0.5  # without Retry-After
 MIN_RATE = 0.5
 HISTORY_S = 15.0  # own send times kept: a response answers a request sent up to this long ago
@@ -182,7 +183,7 @@ class RateLimiter:
             elapsed, self._last_change = now - self._last_change, now
             target = self.target()
             if math.isfinite(self._cap):
-                self._cap += self._cap * elapsed / (RECOVERY_S * 6)
+                self._cap += self._cap * elapsed / CAP_RELAX_S
                 if self._cap >= self.limit:
                     self._cap = math.inf
             self.rate = min(target, self.rate + target * elapsed / RECOVERY_S) if self.rate < target else target

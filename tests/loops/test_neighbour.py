@@ -1,0 +1,45 @@
+"""A whole run beside the team's other traffic, on a fake clock, for every limiter the emulator has.
+
+One worker, so the shared fake clock advances exactly as the pacing says (two workers sleeping at
+once would each add their sleep to it). The neighbour sends 3 requests a second evenly throughout.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bulksync.config import Runtime
+from bulksync.emulator import LoopsEmulator
+from bulksync.emulator.limiter import ALGORITHMS
+from bulksync.sync import run_sync
+from tests.helpers import API_KEY, FakeClock, run_config
+
+CONTACTS = 150
+NEIGHBOUR_RPS = 3.0
+
+
+SQUEEZED = pytest.mark.xfail(strict=True, reason=(
+    "known gap (issue 12): a sliding counter refuses the neighbour's requests without counting them, so "
+    "bulksync sees only the 2/s admitted of its 3/s, paces at 7.35/s, and the neighbour gets ~28% 429s"))
+
+
+@pytest.mark.parametrize("algorithm", [
+    pytest.param(name, marks=SQUEEZED) if name == "sliding-counter" else name for name in ALGORITHMS
+])
+def test_a_run_leaves_the_neighbour_its_share_and_takes_most_of_the_rest(workdir: Path, algorithm: str) -> None:
+    clock = FakeClock()
+    team = LoopsEmulator(api_key=API_KEY, rate_limit=10, clock=clock, seed=1, rate_algorithm=algorithm,
+                         background_rps=NEIGHBOUR_RPS)
+    runtime = Runtime(transport=team.transport(sleep=clock.sleep), clock=clock, sleep=clock.sleep)
+    (workdir / "people.csv").write_text("email\n" + "".join(f"user{n}@example.com\n" for n in range(CONTACTS)))
+    started = clock()
+
+    result = run_sync(run_config("people.csv", concurrency=1), runtime)
+
+    elapsed = clock() - started
+    neighbour = team.stats()["background"]
+    assert (result.summary.created, result.summary.failed) == (CONTACTS, 0)
+    assert neighbour["rate_limited"] <= 0.01 * neighbour["requests"], neighbour  # its mail is not refused
+    assert CONTACTS / elapsed >= 0.85 * (10 - NEIGHBOUR_RPS)  # and bulksync takes most of what is left
