@@ -10,7 +10,6 @@ reported but is drift (exit 1) only with ``strict``: people leaving is what a li
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +24,7 @@ from bulksync.loops.account import remembered
 from bulksync.plan.drift import compare
 from bulksync.report.drift import DriftWriter, VerifyResult
 from bulksync.state import open_state, state_exists
-from bulksync.state.store import StateStore
+from bulksync.state.store import StateStore, batches
 
 if TYPE_CHECKING:
     from bulksync.loops.connection import Connection
@@ -74,7 +73,7 @@ def run_verify(options: VerifyOptions, loops: Connection, runtime: Runtime | Non
         result = VerifyResult(options.state, total, seed=seed, report_path=report, strict=options.strict)
         loops.check_key()  # a refused key stops here (exit 4), before the report is written
         with DriftWriter(report) as writer:
-            for batch in _batches(keys, FIELDS_BATCH):
+            for batch in batches(keys, FIELDS_BATCH):  # in key order: neighbouring index pages
                 fields = state.fields_for(batch)
                 for key in batch:
                     if runtime.should_stop():
@@ -102,11 +101,6 @@ def find(loops: Connection, key_field: str, key: str) -> dict[str, Any] | None:
     """What Loops has for one contact (None: not found), paced and retried like every request."""
     found = loops.read(f"contact {key}", lambda: loops.client.find(**{key_field: key}))
     return found[0] if found else None
-
-
-def _batches(keys: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(keys), size):
-        yield keys[start:start + size]
 
 
 def _stamp() -> str:

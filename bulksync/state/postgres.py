@@ -17,7 +17,6 @@ stops the run as a lost connection does.
 from __future__ import annotations
 
 import array
-import select
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -27,52 +26,19 @@ from typing import Any, LiteralString
 import polars as pl
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from bulksync.columns import KEY, STATE_HASH
 from bulksync.errors import StateError, StateLostError
 from bulksync.location import StateURL
-from bulksync.logs import redact
+from bulksync.state import pg_connect as bounds  # its timeouts read at use: tests shorten them
 from bulksync.state.lock import LOCK_CLASS, in_use, lock_key, taking_over, this_run
+from bulksync.state.pg_connect import bound_server, connect, readable, reason
+from bulksync.state.pg_tables import MIGRATIONS, SCHEMA_VERSION, TABLES
 from bulksync.state.store import Fields, Record, StateStore, Tombstone, batches, dump_fields, load_fields, utc_now
 from bulksync.state.watchdog import Watchdog
 
-SCHEMA_VERSION = "1"
-# A later bulksync migrates an older schema here: version -> the statements that bring it to the next.
-MIGRATIONS: dict[str, tuple[LiteralString, ...]] = {}
-_TABLES: tuple[LiteralString, ...] = (
-    "CREATE TABLE {s}.meta (name text PRIMARY KEY, value text NOT NULL)",
-    """CREATE TABLE {s}.contacts (
-        key text COLLATE "C" PRIMARY KEY,
-        row_hash bigint NOT NULL,
-        held_back boolean NOT NULL DEFAULT false,
-        fields text NOT NULL,
-        synced_at text NOT NULL,
-        loops_id text
-    )""",
-    """CREATE TABLE {s}.tombstones (
-        key text COLLATE "C" PRIMARY KEY,
-        deleted_at text NOT NULL,
-        unsubscribed boolean NOT NULL,
-        left_lists text[] NOT NULL
-    )""",
-    """CREATE TABLE {s}.runner (
-        only_one boolean PRIMARY KEY DEFAULT true CHECK (only_one),
-        pid integer, host text, started text, backend integer
-    )""",
-)
 _BATCH = 5_000
 _CHUNK_PAGES = 16_384  # 128 MiB of table a query: its keys stay far below PostgreSQL's 1 GB per value
-# libpq's: a server that vanishes is noticed within a minute idle (keepalives), 30 s when sending.
-_CONNECTION_DEFAULTS = {"connect_timeout": "10", "application_name": "bulksync", "keepalives_idle": "30",
-                        "keepalives_interval": "10", "keepalives_count": "3", "tcp_user_timeout": "30000"}
-# The server's, where nobody set one. Nothing else writes a state's schema, so any wait for a lock
-# there is someone's LOCK TABLE or migration: the run stops rather than wait for it.
-LOCK_TIMEOUT_S = 10.0
-STATEMENT_TIMEOUT_S = 60.0  # a state statement takes milliseconds; a baseline's get more (BASELINE_S_PER_MILLION)
-IDLE_IN_TRANSACTION_S = 60.0  # a run stalled inside a transaction loses its session, and the lock with it
-BASELINE_S_PER_MILLION = 120.0  # replacing 1M contacts took 19 s on the test server: six times that
-CLIENT_MARGIN_S = 15.0  # the client waits for the server's statement timeout and this much more
 
 
 class PostgresStateStore(StateStore):
@@ -86,7 +52,7 @@ class PostgresStateStore(StateStore):
         self._schema = schema  # pg_temp for a read-only look at a schema not made yet
         self._locked = False
         self._lost: str | None = None
-        self._statement_s = STATEMENT_TIMEOUT_S  # the session's statement_timeout (0: none)
+        self._statement_s = bounds.STATEMENT_TIMEOUT_S  # the session's statement_timeout (0: none)
         self._busy = threading.RLock()  # held by every use of the connection: a worker's check_alive skips
         self._watchdog = Watchdog(connection.fileno())
 
@@ -94,18 +60,10 @@ class PostgresStateStore(StateStore):
     def open(cls, url: StateURL, *, readonly: bool = False) -> PostgresStateStore:
         """Connect; for writing, take the schema's lock (or refuse, naming its holder), then make or
         migrate the schema. Read-only, a schema not made yet reads as an empty state."""
-        params = {**_CONNECTION_DEFAULTS, **_parsed(url)}
+        store = cls(url, connect(url), url.schema, readonly)
         try:
-            db = psycopg.connect(make_conninfo("", **params), autocommit=True)
-        except psycopg.Error as exc:
-            raise StateError(
-                f"cannot connect to the state database {url}: {_reason(exc, url)}; check the URL, that the server "
-                "is up, and the password (in BULKSYNC_STATE, PGPASSWORD or ~/.pgpass)"
-            ) from None
-        store = cls(url, db, url.schema, readonly)
-        try:
-            with store._busy, store._watchdog.watching(STATEMENT_TIMEOUT_S + CLIENT_MARGIN_S):
-                store._bound_server()
+            with store._busy, store._watchdog.watching(bounds.STATEMENT_TIMEOUT_S + bounds.CLIENT_MARGIN_S):
+                store._statement_s = bound_server(store._db)
                 if readonly:
                     store._look()
                 else:
@@ -125,23 +83,9 @@ class PostgresStateStore(StateStore):
             raise
         return store
 
-    def _bound_server(self) -> None:
-        """Set the server's timeouts for this session where nobody has (``options=-c name=value`` in the
-        URL, ALTER ROLE or ALTER DATABASE win), and learn the statement timeout the client waits out."""
-        wanted = {"lock_timeout": LOCK_TIMEOUT_S, "statement_timeout": STATEMENT_TIMEOUT_S,
-                  "idle_in_transaction_session_timeout": IDLE_IN_TRANSACTION_S}
-        rows = self._db.execute("SELECT name, setting::bigint, source FROM pg_settings WHERE name = ANY(%s)",
-                                (list(wanted),)).fetchall()
-        for name, setting_ms, source in rows:
-            ms = round(wanted[name] * 1000) if source == "default" else setting_ms
-            if source == "default":
-                self._db.execute("SELECT set_config(%s, %s, false)", (name, f"{ms}ms"))
-            if name == "statement_timeout":
-                self._statement_s = ms / 1000
-
     def _wait_s(self, statement_s: float | None = None) -> float:
         """How long the client waits for one statement: the server's bound on it, and a margin."""
-        return (statement_s or self._statement_s or STATEMENT_TIMEOUT_S) + CLIENT_MARGIN_S
+        return (statement_s or self._statement_s or bounds.STATEMENT_TIMEOUT_S) + bounds.CLIENT_MARGIN_S
 
     def stop_on(self, stop: threading.Event | None) -> None:
         self._watchdog.stop_on(stop)
@@ -182,7 +126,7 @@ class PostgresStateStore(StateStore):
         tables = self._tables()
         if not tables:
             self._schema = "pg_temp"
-            for statement in _TABLES:
+            for statement in TABLES:
                 self._db.execute(self._q(statement))
         elif self._check_ours(tables) != SCHEMA_VERSION:
             raise StateError(f"{self.path}: schema {self._schema} is at an older state version; run a sync "
@@ -220,7 +164,7 @@ class PostgresStateStore(StateStore):
                 self._db.execute(self._q("CREATE SCHEMA {s}"))
             version = self._check_ours(tables or set())
             if version is None:  # new
-                for statement in _TABLES:
+                for statement in TABLES:
                     self._db.execute(self._q(statement))
                 self._set_meta("schema_version", SCHEMA_VERSION)
             elif version != SCHEMA_VERSION:
@@ -249,7 +193,7 @@ class PostgresStateStore(StateStore):
         if not self._busy.acquire(blocking=False):
             return
         try:
-            if self._db.closed or _readable(self._db.fileno()):
+            if self._db.closed or readable(self._db.fileno()):
                 with self._talking():
                     self._db.execute("SELECT 1")
         finally:
@@ -304,7 +248,7 @@ class PostgresStateStore(StateStore):
 
     def _why(self, exc: BaseException) -> str:
         """The watchdog's reason when it cut the connection, else the server's or libpq's words."""
-        return self._watchdog.cut or _reason(exc, self._url)
+        return self._watchdog.cut or reason(exc, self._url)
 
     @contextmanager
     def transaction(self, statement_s: float | None = None) -> Iterator[None]:
@@ -438,7 +382,8 @@ class PostgresStateStore(StateStore):
         encoded = frame.select(
             pl.col(key), pl.col(row_hash), pl.struct(sorted(fields)).struct.json_encode().alias("fields")
         )
-        statement_s = max(self._statement_s or STATEMENT_TIMEOUT_S, frame.height / 1e6 * BASELINE_S_PER_MILLION)
+        statement_s = max(self._statement_s or bounds.STATEMENT_TIMEOUT_S,
+                          frame.height / 1e6 * bounds.BASELINE_S_PER_MILLION)
         with self.transaction(statement_s):
             if self._statement_s:  # the server's bound too, unless someone turned it off
                 self._db.execute("SELECT set_config('statement_timeout', %s, true)", (f"{statement_s * 1000:.0f}ms",))
@@ -480,24 +425,3 @@ def state_exists(url: StateURL) -> bool:
         return store._schema != "pg_temp"
 
 
-def _parsed(url: StateURL) -> dict[str, str]:
-    try:
-        return {name: str(value) for name, value in conninfo_to_dict(url.conninfo).items() if value is not None}
-    except psycopg.Error as exc:
-        raise StateError(f"{url}: not a PostgreSQL URL libpq can use ({_reason(exc, url)})") from None
-
-
-def _reason(exc: BaseException, url: StateURL) -> str:
-    """The server's words (without the row they quote) or libpq's, on one line, without the URL's
-    passwords (libpq quotes what it cannot read)."""
-    primary = exc.diag.message_primary if isinstance(exc, psycopg.Error) else None
-    text = primary or str(exc)
-    return redact(" ".join(line.strip() for line in text.splitlines() if line.strip()), url.secrets) or (
-        type(exc).__name__)
-
-
-def _readable(fd: int) -> bool:
-    """Whether ``fd`` has something to read, or was hung up (poll: select() refuses an fd past 1023)."""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))

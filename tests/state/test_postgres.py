@@ -26,7 +26,7 @@ from bulksync.emulator import EmulatorServer, Faults, LoopsEmulator
 from bulksync.errors import StateError, StateLostError
 from bulksync.location import StateURL
 from bulksync.loops import record
-from bulksync.state import open_state
+from bulksync.state import open_state, pg_tables
 from bulksync.state import postgres as pg_store
 from bulksync.state.lock import LOCK_CLASS, lock_key
 from bulksync.state.store import Tombstone
@@ -86,7 +86,7 @@ def test_the_schema_is_made_on_first_use_and_versioned(postgres: PostgresServer,
     assert not schema_exists(postgres, pg_url.schema)
 
     with open_state(pg_url) as store:
-        assert store.meta("schema_version") == pg_store.SCHEMA_VERSION == "1"
+        assert store.meta("schema_version") == pg_tables.SCHEMA_VERSION == "1"
         assert store.count() == 0 and store.generation() == 0
     before = tables(postgres, pg_url.schema)
     open_state(pg_url).close()  # opening again changes nothing but the lock's holder, cleared on close

@@ -25,8 +25,7 @@ from bulksync.emulator import EmulatorServer, Faults, LoopsEmulator
 from bulksync.errors import StateError, StateLostError
 from bulksync.location import StateURL, url_secrets
 from bulksync.loops import record
-from bulksync.state import open_state
-from bulksync.state import postgres as pg_store
+from bulksync.state import open_state, pg_connect
 from bulksync.state.lock import lock_key
 from bulksync.state.postgres import PostgresStateStore
 from bulksync.sync import run_sync
@@ -157,7 +156,7 @@ def test_a_table_locked_by_another_session_ends_the_run_at_the_lock_timeout(
     cli: Any, loops: EmulatorServer, workdir: Path, postgres: PostgresServer, pg_url: StateURL,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(pg_store, "LOCK_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(pg_connect, "LOCK_TIMEOUT_S", 1.0)
     monkeypatch.setattr(record, "STATE_COMMIT_EVERY", 10)
     loops.emulator.configure(faults=Faults(latency_ms=20))
     generated(workdir, 400)
@@ -211,8 +210,8 @@ def test_sigterm_ends_a_run_whose_state_waits_on_a_lock_with_no_timeout(
 def test_a_proxy_that_stops_forwarding_cannot_hang_the_state(
     postgres: PostgresServer, pg_url: StateURL, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pg_store, "STATEMENT_TIMEOUT_S", 1.0)
-    monkeypatch.setattr(pg_store, "CLIENT_MARGIN_S", 1.0)
+    monkeypatch.setattr(pg_connect, "STATEMENT_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(pg_connect, "CLIENT_MARGIN_S", 1.0)
     proxy = StallingProxy(postgres)
     failed: list[BaseException] = []
     try:
