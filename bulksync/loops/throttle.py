@@ -40,6 +40,7 @@ PAUSE_AFTER_429_S = 0.5  # without Retry-After
 MIN_RATE = 0.5
 HISTORY_S = 15.0  # own send times kept: a response answers a request sent up to this long ago
 SAMPLES_S = 3.0  # answers looked back on to estimate the others' traffic
+YIELD_WEIGHT, RECLAIM_WEIGHT = 0.5, 0.2  # how fast the others' estimate follows a sample above it, below it
 SEEN_AT_LEAST = 0.25  # other clients' requests a second below which they count as none
 
 
@@ -174,7 +175,11 @@ class RateLimiter:
                 samples.popleft()
             fullest = min(left for _, left, _ in samples)
             told = [count for _, left, count in samples if left == fullest]
-            self._others = max(0.0, self._others + (sum(told) / len(told) - self._others) * 0.2)
+            estimate = sum(told) / len(told)
+            # Quick to yield, slower to take back: a neighbour refused by a limiter that does not count
+            # refusals (a sliding counter) shows less than it sends, and only for as long as it is squeezed.
+            weight = YIELD_WEIGHT if estimate > self._others else RECLAIM_WEIGHT
+            self._others = max(0.0, self._others + (estimate - self._others) * weight)
 
     def _recover(self) -> None:
         """Climb back towards the target by time; the remembered cap relaxes more slowly."""

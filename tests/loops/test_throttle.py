@@ -147,6 +147,27 @@ def test_a_neighbour_is_left_its_share_and_a_margin_while_seen() -> None:
     assert rate_limiter.others == 0 and rate_limiter.target() == pytest.approx(9.8)
 
 
+def neighbour_seen(rate_limiter: RateLimiter, clock: FakeClock, theirs: int, answers: int) -> None:
+    """``answers`` answers 1/6 s apart whose remaining shows ``theirs`` requests besides ours."""
+    for _ in range(answers):
+        rate_limiter.acquire()
+        clock.now += 1 / 6
+        rate_limiter.on_response(200, 10, 10 - theirs - own_in_window(rate_limiter, clock.now), None, sent_at=clock.now)
+
+
+def test_the_neighbour_estimate_follows_a_rise_at_once_and_a_fall_slowly() -> None:
+    """Yielding fast and reclaiming slowly: a limiter that does not count the requests it refuses shows
+    a squeezed neighbour as a smaller one, for exactly as long as it is squeezed."""
+    rising, rising_clock = limiter()
+    neighbour_seen(rising, rising_clock, theirs=3, answers=3)
+    falling, falling_clock = limiter()
+    neighbour_seen(falling, falling_clock, theirs=3, answers=40)
+    neighbour_seen(falling, falling_clock, theirs=0, answers=3)
+
+    assert rising.others > 2.5  # three answers: most of the way up
+    assert 3 - falling.others < 1.5  # three answers: less than half the way down
+
+
 def test_slots_claimed_ahead_are_not_counted_as_sent_yet() -> None:
     clock = FakeClock()
     rate_limiter = RateLimiter(clock=clock, sleep=lambda seconds: None)
