@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from bisect import bisect_right
+from bisect import bisect_right, insort
 from collections import deque
 from contextlib import suppress
 
@@ -39,6 +39,7 @@ CAP_RELAX_S = 600.0  # the cap a 429 left grows by 1% in 6 s: a limit that showe
 PAUSE_AFTER_429_S = 0.5  # without Retry-After
 MIN_RATE = 0.5
 HISTORY_S = 15.0  # own send times kept: a response answers a request sent up to this long ago
+WAKE_SLACK = 0.001  # a worker waking later than its slot by more than this is logged at its real time
 SAMPLES_S = 3.0  # answers looked back on to estimate the others' traffic
 YIELD_WEIGHT, RECLAIM_WEIGHT = 0.5, 0.2  # how fast the others' estimate follows a sample above it, below it
 SEEN_AT_LEAST = 0.25  # other clients' requests a second below which they count as none
@@ -94,7 +95,7 @@ class RateLimiter:
             self._forget_send(slot)
             self._sleep(paused)
             slot = self._claim_and_wait()
-        self._mine.sent_at = slot
+        self._mine.sent_at = self._sending(slot)
 
     def _claim_and_wait(self) -> float:
         with self._lock:
@@ -106,6 +107,24 @@ class RateLimiter:
         if slot > now:
             self._sleep(slot - now)
         return slot
+
+    def _sending(self, slot: float) -> float:
+        """The time the caller really sends at, in the log. A worker that wakes late (a busy machine)
+        moves its entry to now, so no later claim can follow it too closely; if a request before it
+        woke late too, the window may have to hold it back a little more."""
+        with self._lock:
+            now = self._clock()
+            if now <= slot + WAKE_SLACK:
+                return slot
+            self._sent.remove(slot)
+            before = bisect_right(self._sent, now)
+            budget = max(1, math.floor(self.limit - self.others))
+            wait = self._sent[before - budget] + WINDOW + GUARD - now if before >= budget else 0.0
+            sent = now + max(0.0, wait)
+            insort(self._sent, sent)
+        if wait > 0:
+            self._sleep(wait)
+        return sent
 
     def _forget_send(self, slot: float) -> None:
         """Take a slot out of the log: its request was not sent, or Loops turned it away with a 429

@@ -75,6 +75,21 @@ def test_no_window_of_a_second_ever_holds_more_than_the_limit() -> None:
     assert all(later - first >= WINDOW + GUARD - 1e-9 for first, later in zip(times, times[10:], strict=False))
 
 
+class LateWaker(FakeClock):
+    """A busy machine: the third sleep returns 50 ms late."""
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds + (0.05 if len(self.sleeps) == 3 else 0.0))
+
+
+def test_a_worker_that_wakes_late_is_logged_when_it_really_sends() -> None:
+    rate_limiter, clock = limiter(clock=LateWaker())
+
+    times = slots(rate_limiter, clock, 30)  # when each caller really sends
+
+    assert all(later - first >= WINDOW + GUARD - 1e-9 for first, later in zip(times, times[10:], strict=False))
+
+
 def test_idle_time_is_not_banked_as_a_burst() -> None:
     rate_limiter, clock = limiter(5)
     rate_limiter.acquire()
