@@ -116,7 +116,8 @@ class RateLimiter:
             now = self._clock()
             if now <= slot + WAKE_SLACK:
                 return slot
-            self._sent.remove(slot)
+            with suppress(ValueError):  # gone already if the process was stopped past HISTORY_S (SIGSTOP)
+                self._sent.remove(slot)
             before = bisect_right(self._sent, now)
             budget = max(1, math.floor(self.limit - self.others))
             wait = self._sent[before - budget] + WINDOW + GUARD - now if before >= budget else 0.0

@@ -90,6 +90,19 @@ def test_a_worker_that_wakes_late_is_logged_when_it_really_sends() -> None:
     assert all(later - first >= WINDOW + GUARD - 1e-9 for first, later in zip(times, times[10:], strict=False))
 
 
+def test_a_worker_stopped_for_longer_than_the_log_remembers_still_sends() -> None:
+    """SIGSTOP, then SIGCONT a minute later: the other workers' claims have pruned its slot meanwhile."""
+    clock = FakeClock()
+    rate_limiter = RateLimiter(clock=clock, sleep=lambda seconds: None)
+    rate_limiter.acquire()
+    slot = clock.now + 0.5
+    rate_limiter._sent.append(slot)  # a slot claimed ahead, whose worker is stopped before it wakes
+    clock.now += 60
+    rate_limiter.acquire()  # another worker's claim prunes the log
+
+    assert rate_limiter._sending(slot) == clock.now
+
+
 def test_idle_time_is_not_banked_as_a_burst() -> None:
     rate_limiter, clock = limiter(5)
     rate_limiter.acquire()
