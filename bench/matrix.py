@@ -5,7 +5,8 @@ Each run is ``bulksync sync`` as its own process against the emulator on a loopb
 ``--rate-limit`` and no ``--concurrency``: what a new user gets. Targets (issue 12): >= 9.7 writes/s
 and <= 0.5% 429s in every cell; with a neighbour at 3/s, <= 1% of its requests answered 429 and
 bulksync >= 85% of the 7/s left; a 40 s outage rides through with 0 failed rows, exit 0, and <= 60
-requests sent during it; an unchanged re-run sends no write. The neighbour runs beside each limiter.
+requests sent during it; an unchanged re-run sends no write. The neighbour runs beside each limiter,
+and one more column adds network jitter on the way in (no target: what a sliding log allows then).
 """
 
 from __future__ import annotations
@@ -23,12 +24,17 @@ from bulksync.emulator.limiter import ALGORITHMS
 
 LATENCIES_MS = (60, 300, 700)
 SPREAD = 0.3  # answers take latency x (1 +- SPREAD), uniformly
+# The emulator's latency is the server's: requests reach its limiter when sent. A network adds a
+# random delay on the way in too, so requests sent a second apart may arrive closer: one column more.
+ARRIVAL = (300, 60)  # answers in 300 ms, and each request on the way in for 0..60 ms
 LIMIT = 10
 
 
-def answers_in(latency_ms: float) -> Faults:
-    """``latency_ms`` +-30%: the emulator adds ``latency`` plus a uniform 0..``jitter``."""
-    return Faults(latency_ms=latency_ms * (1 - SPREAD), jitter_ms=latency_ms * 2 * SPREAD)
+def answers_in(latency_ms: float, arrival_jitter_ms: float = 0.0) -> Faults:
+    """``latency_ms`` +-30%: the emulator adds ``latency`` plus a uniform 0..``jitter``; and a uniform
+    0..``arrival_jitter_ms`` before a request reaches the limiter."""
+    return Faults(latency_ms=latency_ms * (1 - SPREAD), jitter_ms=latency_ms * 2 * SPREAD,
+                  arrival_jitter_ms=arrival_jitter_ms)
 
 
 def run_sync(emulator: LoopsEmulator, folder: Path, source: Path) -> tuple[int, dict[str, Any]]:
@@ -69,12 +75,13 @@ def sustained(emulator: LoopsEmulator) -> float:
     return (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 0.0
 
 
-def cell(algorithm: str, latency_ms: int, changes: int, work: Path) -> dict[str, Any]:
-    folder, source = fresh(f"{algorithm}-{latency_ms}", work, changes)
-    emulator = team(algorithm, answers_in(latency_ms))
+def cell(algorithm: str, latency_ms: int, changes: int, work: Path, arrival_jitter_ms: int = 0) -> dict[str, Any]:
+    folder, source = fresh(f"{algorithm}-{latency_ms}-{arrival_jitter_ms}", work, changes)
+    emulator = team(algorithm, answers_in(latency_ms, arrival_jitter_ms))
     status, summary = run_sync(emulator, folder, source)
     stats = emulator.stats()
-    return {"algorithm": algorithm, "latency_ms": latency_ms, "changes": changes, "exit": status,
+    return {"algorithm": algorithm, "latency_ms": latency_ms, "arrival_jitter_ms": arrival_jitter_ms,
+            "changes": changes, "exit": status,
             "failed": summary["failed"], "requests": stats["requests"], "rate_limited": stats["rate_limited"],
             "share_429": round(stats["rate_limited"] / max(1, stats["requests"]), 4),
             "sustained_writes_per_s": round(sustained(emulator), 2)}
@@ -119,7 +126,8 @@ def rerun(changes: int, work: Path) -> dict[str, Any]:
 def run(work: Path, quick: bool) -> dict[str, Any]:
     size = 60 if quick else 300
     return {
-        "cells": [cell(algorithm, latency, size, work) for algorithm in ALGORITHMS for latency in LATENCIES_MS],
+        "cells": [cell(algorithm, latency, size, work) for algorithm in ALGORITHMS for latency in LATENCIES_MS]
+        + [cell(algorithm, ARRIVAL[0], size, work, ARRIVAL[1]) for algorithm in ALGORITHMS],
         "neighbours": [neighbour(size, work, algorithm) for algorithm in ALGORITHMS],
         "outage": outage(150 if quick else 500, work, seconds=10.0 if quick else 40.0),
         "rerun": rerun(size, work),
@@ -129,8 +137,9 @@ def run(work: Path, quick: bool) -> dict[str, Any]:
 def markdown(results: dict[str, Any]) -> str:
     lines = ["**Rate budget** (default settings; 10/s limit; each cell "
              f"{results['cells'][0]['changes']} contacts; answers +-30%)", "",
-             "| limiter | " + " | ".join(f"{ms} ms: writes/s, 429s" for ms in LATENCIES_MS) + " |",
-             "|---|" + "---:|" * len(LATENCIES_MS)]
+             "| limiter | " + " | ".join(f"{ms} ms: writes/s, 429s" for ms in LATENCIES_MS)
+             + f" | {ARRIVAL[0]} ms, 0-{ARRIVAL[1]} ms on the way in |",
+             "|---|" + "---:|" * (len(LATENCIES_MS) + 1)]
     for algorithm in ALGORITHMS:
         row = [c for c in results["cells"] if c["algorithm"] == algorithm]
         lines.append(f"| {algorithm} | " + " | ".join(

@@ -26,6 +26,7 @@ _FAULT_OPTIONS = (
     ("fail_rate", "share of requests answered 500"),
     ("html_502_rate", "share answered 502 with an HTML body"),
     ("drop_rate", "share whose connection is dropped"),
+    ("arrival_jitter_ms", "network jitter on the way in: a request reaches the limiter 0..N ms after it is sent"),
 )
 
 

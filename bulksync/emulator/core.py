@@ -53,6 +53,7 @@ class LoopsEmulator:
         self.strict_properties = strict_properties
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
+        self._arrival_rng = random.Random(seed)  # its own sequence: arrival jitter never shifts the faults drawn
         self._team = Team(seed)
         self._clock = clock
         self._background = BackgroundStats()
@@ -216,6 +217,12 @@ class LoopsEmulator:
 
     # -- transports ---------------------------------------------------------------------------------
 
+    def arrival_delay(self) -> float:
+        """Seconds a request spends on the way in before the emulator sees it (``arrival_jitter_ms``)."""
+        with self._lock:
+            jitter_ms = self.faults.arrival_jitter_ms
+            return self._arrival_rng.uniform(0.0, jitter_ms) / 1000.0 if jitter_ms > 0 else 0.0
+
     def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> EmulatorResponse:
         """Answer one API request; `target` is the path with its query string."""
         request = Request.parse(method, target, headers, body)
@@ -236,6 +243,8 @@ class LoopsEmulator:
 
         def handler(request: httpx.Request) -> httpx.Response:
             target = request.url.raw_path.decode("ascii")
+            if (arrival := self.arrival_delay()) > 0:
+                sleep(arrival)
             answer = self.handle(request.method, target, request.headers, request.read())
             read_timeout = (request.extensions.get("timeout") or {}).get("read")
             if answer.hang and read_timeout is not None and read_timeout < answer.delay_s:

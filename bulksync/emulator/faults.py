@@ -26,6 +26,10 @@ class Faults:
     jitter_ms: float = 0.0
     spike_rate: float = 0.0
     spike_ms: float = 0.0
+    # The way in: a request reaches the rate limiter a random 0..N ms after it was sent. Networks add
+    # this (the answer's latency above is the server's), and it lets two requests sent a second apart
+    # arrive less than a second apart.
+    arrival_jitter_ms: float = 0.0
 
     def __post_init__(self) -> None:
         shares = (self.fail_rate, self.html_502_rate, self.drop_rate, self.spike_rate)
@@ -33,7 +37,7 @@ class Faults:
             raise ValueError("fault rates and shares must be between 0 and 1")
         if self.fail_rate + self.html_502_rate + self.drop_rate > 1.0:
             raise ValueError("fail_rate + html_502_rate + drop_rate must not exceed 1")
-        if min(self.latency_ms, self.jitter_ms, self.spike_ms) < 0:
+        if min(self.latency_ms, self.jitter_ms, self.spike_ms, self.arrival_jitter_ms) < 0:
             raise ValueError("latencies must not be negative")
 
 

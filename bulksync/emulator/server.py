@@ -80,6 +80,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith(CONTROL_PREFIX):
             self._send(control(self.server.emulator, self.command, path[len(CONTROL_PREFIX) :], body))
             return
+        if (arrival := self.server.emulator.arrival_delay()) > 0:
+            time.sleep(arrival)
         answer = self.server.emulator.handle(self.command, self.path, dict(self.headers.items()), body)
         if answer.hang:
             # The client's own timeout usually ends it first; the thread then drops a dead connection.

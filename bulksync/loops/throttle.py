@@ -11,8 +11,12 @@ sliding log (no more than ``limit`` requests in any second):
   ceiling the user set);
 - what the team's other clients use shows as ``limit - remaining - our own requests in the window``;
   while they are seen, the pace leaves them their share and a small margin;
-- a 429 cuts the rate (the cut remembered as the place the limit really is) and holds everyone back
-  briefly; the rate then climbs back by time and success, never waiting for headroom to show.
+- a 429 holds everyone back briefly. Beside other clients it cuts the rate, remembered as the place
+  the limit really is, and the rate then climbs back by time and success, never waiting for headroom
+  to show. Alone on the limit, and so within it by our own log, a 429 means requests reached Loops
+  closer together than they left (network jitter): the window's guard widens instead (which slows
+  the pace by itself), and narrows back slowly. Once the guard is as wide as it goes, 429s cut the
+  rate as beside others: the limit is lower than announced.
 
 Clock and sleep are injected so tests never really wait.
 """
@@ -30,7 +34,10 @@ from bulksync.config import Clock, Sleep
 
 DEFAULT_LIMIT = 10.0  # Loops' documented limit, until a response says otherwise
 WINDOW = 1.0  # the limit is per second
-GUARD = 0.02  # seconds of scheduling and network jitter a window is widened by
+GUARD = 0.02  # seconds of scheduling and network jitter a window is widened by, at first
+MAX_GUARD = 0.16  # widened by 429s up to this (the pace then at most limit / 1.16)
+GUARD_GROWTH = 1.5  # each 429 alone on the limit widens the guard this much: 20, 30, 45, 68 ms, ...
+GUARD_RELAX_S = 120.0  # a widened guard narrows back towards GUARD with this time constant
 PACE = 0.98  # the share of the limit aimed at
 NEIGHBOUR_MARGIN = 0.5  # requests a second left spare while other clients are seen
 DECREASE = 0.9  # a 429 cuts the rate to this share
@@ -67,6 +74,7 @@ class RateLimiter:
         self._sent: deque[float] = deque()
         self._next = clock()
         self._cap = math.inf  # where a 429 showed the real limit to be, relaxed over time
+        self.guard = GUARD  # the seconds a window is widened by: more after 429s that our log cannot explain
         self._pause_until = -math.inf
         self.rate = self.target()
         self._last_change = self._next
@@ -81,7 +89,8 @@ class RateLimiter:
     def target(self) -> float:
         """The rate aimed at now: the limit less what others use, under the user's ceiling."""
         usable = self.limit - self.others - (NEIGHBOUR_MARGIN if self.others > 0 else 0.0)
-        return max(MIN_RATE, min(self.ceiling or math.inf, usable * PACE, self._cap))
+        pace = min(PACE, 1.0 / (WINDOW + self.guard))  # even spacing that fits the widened window
+        return max(MIN_RATE, min(self.ceiling or math.inf, usable * pace, self._cap))
 
     def acquire(self) -> None:
         """Claim the next free slot (evenly spaced, and within the limit over any window) and wait
@@ -120,7 +129,7 @@ class RateLimiter:
                 self._sent.remove(slot)
             before = bisect_right(self._sent, now)
             budget = max(1, math.floor(self.limit - self.others))
-            wait = self._sent[before - budget] + WINDOW + GUARD - now if before >= budget else 0.0
+            wait = self._sent[before - budget] + WINDOW + self.guard - now if before >= budget else 0.0
             sent = now + max(0.0, wait)
             insort(self._sent, sent)
         if wait > 0:
@@ -138,9 +147,9 @@ class RateLimiter:
         budget = max(1, math.floor(self.limit - self.others))
         while self._sent and self._sent[0] <= now - HISTORY_S:
             self._sent.popleft()
-        if len(self._sent) < budget or self._sent[-budget] <= now - WINDOW - GUARD:
+        if len(self._sent) < budget or self._sent[-budget] <= now - WINDOW - self.guard:
             return 0.0
-        return self._sent[-budget] + WINDOW + GUARD - now
+        return self._sent[-budget] + WINDOW + self.guard - now
 
     def sent_between(self, start: float, end: float) -> int:
         """Our own requests sent after ``start`` and up to ``end`` (send times only ever grow)."""
@@ -148,12 +157,19 @@ class RateLimiter:
             return bisect_right(self._sent, end) - bisect_right(self._sent, start)
 
     def throttled(self, retry_after: float | None = None) -> None:
-        """A 429: cut the rate, remember where the limit showed itself, hold every worker back."""
+        """A 429: hold every worker back briefly; beside others (or past what the guard explains) cut the
+        rate and remember where the limit showed itself, alone on the limit widen the window's guard."""
         with self._lock:
             now = self._clock()
-            self._cap = max(MIN_RATE, self.rate * PACE)
-            self.rate = max(MIN_RATE, self.rate * DECREASE)
-            pause = retry_after if retry_after is not None else PAUSE_AFTER_429_S
+            if self.others > 0 or self.guard >= MAX_GUARD:
+                self._cap = max(MIN_RATE, self.rate * PACE)
+                self.rate = max(MIN_RATE, self.rate * DECREASE)
+                pause = PAUSE_AFTER_429_S
+            else:  # the wider window slows the pace by itself: no cut on top, and a pause of one slot
+                self.guard = min(MAX_GUARD, self.guard * GUARD_GROWTH)
+                self.rate = min(self.rate, self.target())
+                pause = 1.0 / self.rate
+            pause = retry_after if retry_after is not None else pause
             self._next = max(self._next, now + pause)
             self._pause_until = max(self._pause_until, now + pause)
             self._last_change = now
@@ -206,6 +222,7 @@ class RateLimiter:
         with self._lock:
             now = self._clock()
             elapsed, self._last_change = now - self._last_change, now
+            self.guard -= (self.guard - GUARD) * min(1.0, elapsed / GUARD_RELAX_S)
             target = self.target()
             if math.isfinite(self._cap):
                 self._cap += self._cap * elapsed / CAP_RELAX_S

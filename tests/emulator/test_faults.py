@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from bulksync.emulator import Faults, LoopsEmulator
-from tests.helpers import api_create
+from tests.helpers import FakeClock, api_create
 
 AUTH = {"Authorization": "Bearer test-key"}
 
@@ -73,6 +73,25 @@ def test_latency_jitter_and_spikes_go_through_the_injected_sleep(
         client.get("/v1/api-key")
     assert all(0.01 <= s <= 0.03 or 1.01 <= s <= 1.03 for s in sleeps)
     assert any(s > 1 for s in sleeps) and any(s < 1 for s in sleeps)
+
+
+def test_arrival_jitter_delays_a_request_before_the_rate_limit_sees_it() -> None:
+    """Two requests sent 1.0 s apart may reach a sliding log less than a second apart: the way in."""
+    clock = FakeClock()
+    emulator = LoopsEmulator(rate_limit=1, rate_algorithm="sliding-log", clock=clock, seed=3,
+                             faults=Faults(arrival_jitter_ms=400))
+    with httpx.Client(transport=emulator.transport(sleep=clock.sleep), base_url="http://loops.test/api",
+                      headers=AUTH) as client:
+        statuses, sent, arrived = [], [], []
+        for _ in range(40):
+            sent.append(clock())
+            statuses.append(client.get("/v1/api-key").status_code)
+            arrived.append(emulator.request_log()[-1]["at"])
+            clock.sleep(sent[-1] + 1.0 - clock())  # the next one leaves 1.0 s after this one
+
+    delays = [at - left for left, at in zip(sent, arrived, strict=True)]
+    assert all(0 <= delay <= 0.4 for delay in delays) and len(set(delays)) > 30
+    assert 429 in statuses  # one a second, but not always a second apart on arrival
 
 
 def test_faults_are_validated() -> None:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bulksync.loops.throttle import GUARD, PACE, PAUSE_AFTER_429_S, WINDOW, RateLimiter
+from bulksync.loops.throttle import GUARD, GUARD_GROWTH, MAX_GUARD, PACE, PAUSE_AFTER_429_S, WINDOW, RateLimiter
 
 
 class FakeClock:
@@ -117,16 +117,52 @@ def test_the_ceiling_must_be_a_positive_number(ceiling: float) -> None:
         RateLimiter(ceiling)
 
 
-def test_a_429_cuts_the_rate_pauses_briefly_and_remembers_where_the_limit_is() -> None:
+def test_a_429_beside_other_clients_cuts_the_rate_pauses_briefly_and_remembers_where_the_limit_is() -> None:
     rate_limiter, clock = limiter()
-    before = rate_limiter.rate
+    neighbour_seen(rate_limiter, clock, theirs=3, answers=40)
+    before, start = rate_limiter.rate, clock.now
 
     rate_limiter.on_response(429, 10, 0, None)
 
     assert rate_limiter.rate == pytest.approx(before * 0.9)
     assert rate_limiter.target() == pytest.approx(before * PACE)  # the cap: just under where it tripped
+    assert rate_limiter.guard == GUARD
     rate_limiter.acquire()
-    assert clock.now == pytest.approx(PAUSE_AFTER_429_S)
+    assert clock.now - start == pytest.approx(PAUSE_AFTER_429_S)
+
+
+def test_a_429_alone_on_the_limit_widens_the_window_guard_instead() -> None:
+    """Within the limit by our own log, yet refused: requests arrived closer together than they left."""
+    rate_limiter, clock = limiter()
+    before = rate_limiter.rate
+    guard = GUARD_GROWTH * GUARD
+
+    rate_limiter.on_response(429, 10, 0, None)
+
+    assert rate_limiter.guard == pytest.approx(guard)
+    assert rate_limiter.rate == pytest.approx(10 / (WINDOW + guard))  # slower by the window, not cut on top
+    assert rate_limiter.rate < before
+    assert rate_limiter.target() == pytest.approx(10 / (WINDOW + guard))  # and no cap learnt
+    rate_limiter.acquire()
+    assert clock.now == pytest.approx(1 / rate_limiter.rate)  # a pause of one slot
+    times = slots(rate_limiter, clock, 40)
+    assert all(later - first >= WINDOW + guard - 1e-9 for first, later in zip(times, times[10:], strict=False))
+
+    clock.now += 1_000
+    rate_limiter.on_response(200, 10, 5, None)  # quiet for long: the guard is back where it started
+    assert rate_limiter.guard == pytest.approx(GUARD)
+
+
+def test_429s_the_guard_cannot_explain_teach_a_lower_limit() -> None:
+    """A server that announces 10/s and allows fewer: once the guard is as wide as it goes, 429s cap the rate."""
+    rate_limiter, _ = limiter()
+    while rate_limiter.guard < MAX_GUARD:
+        rate_limiter.on_response(429, 10, 0, None)
+    rate = rate_limiter.rate
+
+    rate_limiter.on_response(429, 10, 0, None)
+
+    assert rate_limiter.target() == pytest.approx(rate * PACE)
 
 
 def test_a_429_honours_retry_after() -> None:
