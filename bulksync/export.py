@@ -20,15 +20,17 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from bulksync.columns import KEY, ROW
+from bulksync.columns import KEY, ROW, STATE_HASH
 from bulksync.config import DEFAULT_STATE_PATH, STDIN, KeyField
 from bulksync.errors import ConfigError
 from bulksync.files import open_private, os_problem, refuse_clashes, unwritable
 from bulksync.location import StateLocation, StateURL
 from bulksync.loops.account import Account, custom_fields, fetch_account, mapped_source
 from bulksync.loops.properties import ensure_properties
-from bulksync.plan.normalise import Contacts, deduplicate, validate
-from bulksync.plan.scan import prefetched
+from bulksync.plan.diff import split
+from bulksync.plan.index import StateIndex
+from bulksync.plan.rejects import Rejects
+from bulksync.plan.scan import Scanned, scan
 from bulksync.report.upload import (
     CLEARS,
     DEFAULT_ROWS_PER_FILE,
@@ -119,8 +121,8 @@ def run_export(options: ExportOptions, loops: Connection | None = None) -> Expor
     stream = open_source(options.source, options.encoding, options.delimiter, fmt=options.source_format,
                          storage_options=options.storage_options)
     account = fetch_account(loops) if loops is not None else None
-    contacts = read_contacts(stream, spec, account, options.key)
-    frame, where = contacts.frame, f"{stream.header.path}:{stream.header.header_line}"
+    frame, contacts = read_contacts(stream, spec, account, options.key)
+    where = f"{stream.header.path}:{stream.header.header_line}"
     filled = [name for name in contacts.fields if frame[name].null_count() < frame.height]
     if account is None:  # with an account, ensure_properties says the same for the properties it lacks
         invalid = [problem for name in custom_fields(filled) if (problem := target_problem(name))]
@@ -152,19 +154,14 @@ def run_export(options: ExportOptions, loops: Connection | None = None) -> Expor
 
 
 def read_contacts(stream: SourceStream, spec: MappingSpec | None, account: Account | None,
-                  key: KeyField) -> Contacts:
-    """The valid contacts of ``stream`` (one per key: its last row) and its rejected rows. Each batch
-    is mapped and checked as it is read, so only the checked fields are held, never the source's text."""
-    frames: list[pl.DataFrame] = []
-    rejects: list[pl.DataFrame] = []
-    types: dict[str, str] = {}
-    for batch in prefetched(stream.batches):
-        checked = validate(mapped_source(batch, spec, account), key)
-        frames.append(checked.frame)
-        rejects.append(checked.rejects)
-        types.update(checked.types)
-    valid, duplicates = deduplicate(pl.concat(frames, how="diagonal"), key)
-    return Contacts(frame=valid, types=types, rejects=pl.concat([*rejects, duplicates]).sort(ROW))
+                  key: KeyField) -> tuple[pl.DataFrame, Scanned]:
+    """The valid contacts of ``stream`` (one per key: its last row, ``ROW``, ``KEY`` and the fields),
+    read as a sync reads it against an empty state. Each batch is mapped and checked as it is read,
+    so only the checked fields are held, never the source's text."""
+    nobody = StateIndex.of(pl.DataFrame(schema={KEY: pl.String, STATE_HASH: pl.Int64}))
+    scanned = scan(stream, key, nobody, lambda batch: mapped_source(batch, spec, account))
+    frame = split(scanned.contacts, scanned.rows, nobody, delete_missing=False).new
+    return frame.select(ROW, KEY, *scanned.fields), scanned
 
 
 def refuse_export_clashes(options: ExportOptions, others: Mapping[str, Path] | None = None) -> None:
@@ -200,11 +197,11 @@ def _refuse_file_clashes(options: ExportOptions, files: list[UploadFile], earlie
         refuse_clashes(inputs, {"--report": report if path in new else None, "--to": path})
 
 
-def _write_rejects(report: Path, rejects: pl.DataFrame) -> None:
+def _write_rejects(report: Path, rejects: Rejects) -> None:
     writer = ReportWriter(report)
     try:
-        for row, key, reason in rejects.iter_rows():
-            writer.reject(row, key, reason)
+        for lines in rejects.frames():
+            writer.rejects(lines.iter_rows())
     finally:
         writer.close()
 

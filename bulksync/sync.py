@@ -39,7 +39,7 @@ from bulksync.plan.guards import (
     limited,
     refuse_empty_source,
 )
-from bulksync.plan.index import StateIndex, hashes_after, kept_positions
+from bulksync.plan.index import StateIndex, hashes_after
 from bulksync.plan.normalise import field_names, require_identity
 from bulksync.plan.planfile import PlanHeader, PlanWriter, read_plan
 from bulksync.plan.scan import Scanned, scan
@@ -140,10 +140,10 @@ def _sync(run: Run, scanned: Scanned, index: StateIndex, account: Account | None
         refuse_empty_source(str(locate(config.source)), scanned.contacts.height, index.height)
     processed, unprocessed = limited(scanned.contacts, config.limit)
     rejects = scanned.rejects
-    unreadable = rejects[KEY].null_count()
+    unreadable = rejects.unreadable
     deleting = config.delete_missing and not (unreadable and index.height)
     # Rows past --limit and rejected rows are still in the source: their contacts are never missing.
-    present = [unprocessed[STATE_ROW], kept_positions(index, rejects[KEY].drop_nulls())]
+    present = [unprocessed[STATE_ROW], rejects.kept]
     classified = split(processed, scanned.rows, index, deleting, present)
     check_delete_limit(len(classified.missing), index.height, config.max_delete)
     if not config.keep_empty and classified.changed.height:
@@ -166,10 +166,9 @@ def _sync(run: Run, scanned: Scanned, index: StateIndex, account: Account | None
                 "no contact is deleted this run"
             )
             log.warning(result.notes[-1])
-        for row, key, reason in rejects.iter_rows():
-            report.reject(row, key, reason)
-            if len(result.rejects_preview) < PREVIEW_ACTIONS:
-                result.rejects_preview.append((row, key, reason))
+        for lines in rejects.frames():
+            report.rejects(lines.iter_rows())
+            result.rejects_preview += lines.head(max(PREVIEW_ACTIONS - len(result.rejects_preview), 0)).iter_rows()
         for action_name, rows, reason in skipped:
             for row, key in rows.select(ROW, KEY).iter_rows():
                 report.skipped(row, key, action_name, reason)

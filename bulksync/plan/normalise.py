@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import polars as pl
 import polars_hash as plh
 
-from bulksync.columns import KEY, KEY_HASH, REASON, ROW
+from bulksync.columns import KEY, KEY_HASH, REASON, ROW, STATE_ROW
 from bulksync.config import KeyField
 from bulksync.errors import InputError
 from bulksync.fields import (
@@ -55,8 +55,10 @@ class Contacts:
 def normalise(source: Source, key: KeyField = "email") -> Contacts:
     """Map, clean, validate and de-duplicate the rows of ``source`` (all of them at once)."""
     checked = validate(source, key)
-    valid, duplicates = deduplicate(checked.frame, key)
-    rejects = pl.concat([checked.rejects, duplicates]).sort(ROW)
+    valid, duplicates, shared = deduplicate(checked.frame, key)
+    winners = pl.concat([valid.select(ROW, KEY), shared.select(ROW, KEY)]).rename({ROW: WINNER})
+    named = duplicates.join(winners.cast({WINNER: pl.UInt32}), on=WINNER, how="left", maintain_order="left")
+    rejects = pl.concat([checked.rejects, duplicate_lines(named), shared_lines(shared, key)]).sort(ROW)
     return Contacts(frame=valid, types=checked.types, rejects=rejects)
 
 
@@ -96,30 +98,51 @@ def validate(source: Source, key: KeyField = "email") -> Contacts:
 
 
 KeyText = Callable[[pl.DataFrame], pl.Series]
+WINNER = "__winner"  # the row that won over a rejected one
+OTHER = "__other"  # the other identifier's value, on a row rejected for sharing it
 
 
 def deduplicate(
     valid: pl.DataFrame, key: KeyField = "email", key_text: KeyText | None = None
-) -> tuple[pl.DataFrame, pl.DataFrame]:
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """One row per contact: the last row of each key wins, and no two contacts share the other
-    identifier. Returns the rows kept and the rejected ones, each with its reason.
+    identifier. Returns the rows kept; the duplicates (``ROW``, ``WINNER``: the key's last row);
+    and the rows that lost the other identifier (``ROW``, ``WINNER``, ``KEY``, ``OTHER``, and
+    ``STATE_ROW`` if ``valid`` has it). :func:`duplicate_lines` and :func:`shared_lines` word them.
 
     ``valid`` needs ``ROW``, ``KEY`` (or ``KEY_HASH`` and ``key_text``, which gives the KEY of the
     rows it is passed: a whole file's keys need not be in memory as text) and the other identifier's
     column when the source has one.
     """
-    valid, duplicates = _keep_last(valid, KEY, key_text, lambda winner: message(
-        "duplicate of row ", winner, " (the last row for a contact wins)"
-    ))
-    other = "userId" if key == "email" else "email"
-    if other not in valid.columns:
-        return valid, duplicates
-    # Two contacts may not share the other identifier: Loops would merge them into one (its upsert
-    # matches either). The last row keeps it; earlier rows are rejected, naming the row that won.
-    valid, shared = _keep_last(valid, other, key_text, lambda winner: message(
-        f"{other} ", shortened(pl.col(other)), " is also on row ", winner, f" (one {other} belongs to one contact)"
-    ))
-    return valid, pl.concat([duplicates.cast({ROW: pl.UInt32}), shared.cast({ROW: pl.UInt32})])
+    valid, duplicates = keep_last(valid, KEY, key_text)
+    other = other_identifier(key)
+    if other in valid.columns:
+        # Two contacts may not share the other identifier: Loops would merge them into one (its upsert
+        # matches either). The last row keeps it; earlier rows are rejected, naming the row that won.
+        valid, shared = keep_last(valid, other, key_text)
+    else:
+        shared = duplicates.clear().with_columns(pl.lit(None, pl.String).alias(other))
+    extra = [STATE_ROW] if STATE_ROW in shared.columns else []
+    return valid, duplicates.select(ROW, WINNER), shared.select(ROW, WINNER, KEY, pl.col(other).alias(OTHER), *extra)
+
+
+def other_identifier(key: KeyField) -> str:
+    """The identifier that is not the key: no two contacts may share it either."""
+    return "userId" if key == "email" else "email"
+
+
+def duplicate_lines(duplicates: pl.DataFrame) -> pl.DataFrame:
+    """``ROW``, ``KEY``, ``REASON`` of rows a later row of their key beat (``ROW``, ``WINNER``, ``KEY``)."""
+    reason = message("duplicate of row ", pl.col(WINNER), " (the last row for a contact wins)")
+    return duplicates.select(pl.col(ROW).cast(pl.UInt32), KEY, reason.alias(REASON))
+
+
+def shared_lines(shared: pl.DataFrame, key: KeyField) -> pl.DataFrame:
+    """``ROW``, ``KEY``, ``REASON`` of rows a later contact took the other identifier from."""
+    other = other_identifier(key)
+    reason = message(f"{other} ", shortened(pl.col(OTHER)), " is also on row ", pl.col(WINNER),
+                     f" (one {other} belongs to one contact)")
+    return shared.select(pl.col(ROW).cast(pl.UInt32), KEY, reason.alias(REASON))
 
 
 def message(*parts: str | pl.Expr) -> pl.Expr:
@@ -301,10 +324,12 @@ def shortened(value: pl.Expr, limit: int = 80) -> pl.Expr:
     return pl.when(value.str.len_chars() > limit).then(value.str.slice(0, limit) + "...").otherwise(value)
 
 
-def _keep_last(
-    valid: pl.DataFrame, column: str, key_text: KeyText | None, reason: Callable[[pl.Expr], pl.Expr]
+def keep_last(
+    valid: pl.DataFrame, column: str, key_text: KeyText | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Of the rows sharing a value of ``column``, keep the last; the others are rejected with ``reason``.
+    """Of the rows sharing a value of ``column``, keep the last. Returns the rows kept and the
+    others (``ROW``, ``column``, ``KEY``, ``STATE_ROW`` if ``valid`` has it, and ``WINNER``: the
+    last row with their value).
 
     Rows are screened by a 64-bit hash of the value (much cheaper than comparing strings): if all
     hashes differ, so do the values; otherwise only rows whose hash repeats, true repeats or a rare
@@ -312,17 +337,20 @@ def _keep_last(
     """
     hashed = column == KEY and KEY_HASH in valid.columns
     hashes = valid[KEY_HASH] if hashed else valid.select(plh.col(column).nchash.xxhash64()).to_series()
+    narrow = [ROW, *dict.fromkeys(name for name in (column, KEY, STATE_ROW) if name in valid.columns)]
+    none = valid.select(narrow).clear().with_columns(
+        *([] if KEY in valid.columns else [pl.lit(None, pl.String).alias(KEY)]), pl.lit(None, pl.UInt32).alias(WINNER)
+    )
     if hashes.n_unique() == valid.height - max(hashes.null_count() - 1, 0):  # nulls count once in n_unique
-        return valid, _NO_REJECTS
-    suspects = valid.filter(hashes.is_duplicated() & hashes.is_not_null())
+        return valid, none
+    suspects = valid.select(narrow).filter(hashes.is_duplicated() & hashes.is_not_null())  # not the full rows
     if KEY not in suspects.columns:
         assert key_text is not None, "deduplicate needs KEY or key_text"
         suspects = suspects.with_columns(key_text(suspects).alias(KEY))
     repeats = suspects.filter(pl.col(column).is_duplicated())
     if repeats.height == 0:
-        return valid, _NO_REJECTS
-    losers = repeats.with_columns(pl.col(ROW).max().over(column).alias("__winner")).filter(
-        pl.col(ROW) != pl.col("__winner")
+        return valid, none
+    losers = repeats.with_columns(pl.col(ROW).max().over(column).cast(pl.UInt32).alias(WINNER)).filter(
+        pl.col(ROW) != pl.col(WINNER)
     )
-    rejected = losers.select(ROW, KEY, reason(pl.col("__winner")).alias(REASON))
-    return valid.filter(~pl.col(ROW).is_in(losers[ROW].implode())), rejected
+    return valid.filter(~pl.col(ROW).is_in(losers[ROW].implode())), losers

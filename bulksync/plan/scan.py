@@ -2,9 +2,11 @@
 against the state as it passes, so that memory holds one batch of the file's text, never all of it.
 
 What a batch leaves behind: a slim frame of its valid rows (row number, key, the other identifier,
-where the contact is in the state, whether it changed) and the full rows of those that are new or
-changed. Which of several rows for one contact wins needs the whole file, so de-duplication runs
-on the slim frame at the end.
+where the contact is in the state, whether it changed), the full rows of those that are new or
+changed, and its rejected rows, kept small (``plan/rejects.py``). Within a batch the last row of a
+key wins at once, so a file of one row a million times leaves one row a batch; which of the
+batches' rows for one contact wins needs the whole file, so that de-duplication runs on the slim
+frame at the end.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from bulksync.config import KeyField
 from bulksync.plan.diff import UNCHANGED, mark
 from bulksync.plan.fingerprint import with_fingerprint
 from bulksync.plan.index import StateIndex
-from bulksync.plan.normalise import deduplicate, validate
+from bulksync.plan.normalise import deduplicate, keep_last, other_identifier, validate
+from bulksync.plan.rejects import Rejects
 from bulksync.source.batch import Source, SourceStream
 
 
@@ -30,8 +33,8 @@ class Scanned:
     """A source read against the state."""
 
     contacts: pl.DataFrame  # one slim row per contact (its key's last row): ROW, KEY_HASH, STATE_ROW, STATUS
-    rows: pl.DataFrame  # the full rows (with HASH) of every new or changed row: a superset of what is sent
-    rejects: pl.DataFrame  # ROW, KEY, REASON of every rejected row, in row order
+    rows: pl.DataFrame  # the full rows (with HASH) of new or changed contacts: a superset of what is sent
+    rejects: Rejects
     types: dict[str, str]
     fields: list[str]
     index: StateIndex
@@ -60,33 +63,44 @@ def scan(
     recheck: pl.Series | None = None,
 ) -> Scanned:
     """Every batch of ``stream`` mapped, validated, hashed and marked against ``index``."""
-    other = "userId" if key == "email" else "email"
+    other = other_identifier(key)
     slims: list[pl.DataFrame] = []
     changed: list[pl.DataFrame] = []
-    rejects: list[pl.DataFrame] = []
+    rejects = Rejects(key, index)
     types: dict[str, str] = {}
     fields: dict[str, None] = {}  # ordered: the first batch's order, then any field a later batch adds
     for batch in prefetched(stream.batches):
         checked = validate(mapped(batch), key)
+        rejects.add_invalid(checked.rejects)
         marked = mark(with_fingerprint(checked.frame, checked.fields, checked.types), index, recheck)
+        marked, beaten = keep_last(marked, KEY)  # a later row of the batch wins: these can never be sent
+        rejects.add_beaten(beaten)
         slims.append(marked.select(ROW, KEY_HASH, *([other] if other in marked.columns else []), STATE_ROW, STATUS))
         changed.append(marked.filter(pl.col(STATUS) != UNCHANGED))
-        rejects.append(checked.rejects)
         types.update(checked.types)
         fields.update(dict.fromkeys(checked.fields))
     rows = pl.concat(changed, how="diagonal")
-    contacts, duplicates = deduplicate(
+    contacts, duplicates, shared = deduplicate(
         pl.concat(slims, how="diagonal", rechunk=False), key, lambda some: key_text(some, index, rows)
     )
+    if duplicates.height or shared.height:  # the full rows of rows beaten in a later batch are never sent
+        rows = rows.filter(pl.col(ROW).is_in(contacts[ROW].implode()))
+    rejects.settle(duplicates, shared, lambda winners: key_text(slim_rows(contacts, winners), index, rows))
     return Scanned(
         contacts=contacts,
         rows=rows,
-        rejects=pl.concat([*rejects, duplicates]).sort(ROW),
+        rejects=rejects,
         types=types,
         fields=list(fields),
         index=index,
         header_line=stream.header.header_line,
     )
+
+
+def slim_rows(contacts: pl.DataFrame, wanted: pl.Series) -> pl.DataFrame:
+    """The slim rows of ``contacts`` at the ``wanted`` row numbers, in that order (null where none is)."""
+    picked = wanted.cast(contacts.schema[ROW]).alias(ROW).to_frame()
+    return picked.join(contacts.select(ROW, STATE_ROW), on=ROW, how="left", maintain_order="left")
 
 
 T = TypeVar("T")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +93,16 @@ class ReportWriter:
 
     def reject(self, row: int | None, key: str | None, reason: str) -> None:
         self._write(row, shown_key(key), "reject", "failed", None, 0, reason, None)
+
+    def rejects(self, lines: Iterable[tuple[int | None, str | None, str]]) -> None:
+        """A :meth:`reject` line for each (row, key, reason): a source of millions of rejected rows
+        spends its time here, so CSV lines are made without a call per line."""
+        if self._csv is None:
+            for row, key, reason in lines:
+                self.reject(row, key, reason)
+            return
+        self._csv.writerows((row, safe_cell(shown_key(key)), "reject", "failed", None, 0, safe_cell(reason), "")
+                            for row, key, reason in lines)
 
     def skipped(self, row: int | None, key: str | None, action: str, reason: str) -> None:
         self._write(row, key, action, "skipped", None, 0, reason, None)

@@ -1,8 +1,9 @@
-"""Batches parsed ahead and read back one at a time: the JSONL reader's buffer, which must see every
-line before it knows a column's kind, without holding the whole file in memory.
-
-The first ``MEMORY_BYTES`` of frames stay in memory; the rest goes, as Arrow IPC (lz4), to an unnamed
+"""Parts kept in order and read back once: in memory up to ``MEMORY_BYTES``, the rest in an unnamed
 temporary file that the system deletes when it is closed or the process ends, kill -9 included.
+
+``Spool`` keeps frames (as Arrow IPC, lz4, once on disk), such as a source's rejected rows;
+``ByteSpool`` keeps bytes as they are, such as the JSONL reader's batches of lines, parsed again
+only if the reader must start over.
 """
 
 from __future__ import annotations
@@ -15,55 +16,95 @@ from typing import IO, Generic, TypeVar
 
 import polars as pl
 
-MEMORY_BYTES = 32 << 20  # held frames add to the peak (polars keeps what it freed): a small file stays in memory
+MEMORY_BYTES = 32 << 20  # held parts add to the peak (polars keeps what it freed): a small file stays in memory
 T = TypeVar("T")
-_Part = tuple[pl.DataFrame | tuple[int, int], T]  # a frame held, or where it is in the file; its payload
+Item = TypeVar("Item")
+_Part = tuple[Item | tuple[int, int], T]  # an item held, or where it is in the file; its payload
 
 
-class Spool(Generic[T]):
-    """Frames (each with a payload, such as its malformed lines) in order, replayed once."""
+class _Store(Generic[Item, T]):
+    """Items (each with a payload) in order, replayed once; how an item is written and read is the subclass's."""
 
     def __init__(self) -> None:
-        self._parts: list[_Part[T]] = []
+        self._parts: list[_Part[Item, T]] = []
         self._in_memory = 0
         self._file: IO[bytes] | None = None
 
-    def add(self, frame: pl.DataFrame, payload: T) -> None:
-        size = int(frame.estimated_size())
+    def _keep(self, item: Item, size: int, payload: T) -> None:
         if self._file is None and self._in_memory + size <= MEMORY_BYTES:
-            self._parts.append((frame, payload))
+            self._parts.append((item, payload))
             self._in_memory += size
             return
         if self._file is None:
             self._file = tempfile.TemporaryFile(prefix="bulksync-spool-")  # noqa: SIM115 (closed by replay)
-        buffer = io.BytesIO()
-        frame.write_ipc(buffer, compression="lz4")
+            weakref.finalize(self, self._file.close)  # or with the spool, when it is never replayed
+        data = self._encode(item)
         offset = self._file.seek(0, io.SEEK_END)
-        self._file.write(buffer.getbuffer())
-        self._parts.append(((offset, buffer.tell()), payload))
+        self._file.write(data)
+        self._parts.append(((offset, len(data)), payload))
 
-    def replay(self) -> Iterator[tuple[pl.DataFrame, T]]:
-        """Each frame with its payload, in the order added; the temporary file is gone after the last
+    def _encode(self, item: Item) -> bytes | memoryview:
+        raise NotImplementedError
+
+    def _decode(self, data: bytes) -> Item:
+        raise NotImplementedError
+
+    def discard(self) -> None:
+        """Let go of every part, and of the temporary file, unreplayed."""
+        self._parts = []
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def replay(self) -> Iterator[tuple[Item, T]]:
+        """Each item with its payload, in the order added; the temporary file is gone after the last
         (or when the iterator is dropped unfinished)."""
         parts, spill = self._parts, self._file
         self._parts, self._file = [], None
-        replay = _replay(parts, spill)
+        replay = self._replay(parts, spill)
         if spill is not None:
             weakref.finalize(replay, spill.close)
         return replay
 
+    def _replay(self, parts: list[_Part[Item, T]], spill: IO[bytes] | None) -> Iterator[tuple[Item, T]]:
+        try:
+            while parts:
+                held, payload = parts.pop(0)
+                if not isinstance(held, tuple):
+                    yield held, payload
+                    continue
+                assert spill is not None
+                offset, size = held
+                spill.seek(offset)
+                yield self._decode(spill.read(size)), payload
+        finally:
+            if spill is not None:
+                spill.close()
 
-def _replay(parts: list[_Part[T]], spill: IO[bytes] | None) -> Iterator[tuple[pl.DataFrame, T]]:
-    try:
-        while parts:
-            held, payload = parts.pop(0)
-            if isinstance(held, pl.DataFrame):
-                yield held, payload
-                continue
-            assert spill is not None
-            offset, size = held
-            spill.seek(offset)
-            yield pl.read_ipc(io.BytesIO(spill.read(size))), payload
-    finally:
-        if spill is not None:
-            spill.close()
+
+class Spool(_Store[pl.DataFrame, T]):
+    """Frames (each with a payload, such as its malformed lines) in order, replayed once."""
+
+    def add(self, frame: pl.DataFrame, payload: T) -> None:
+        self._keep(frame, int(frame.estimated_size()), payload)
+
+    def _encode(self, item: pl.DataFrame) -> memoryview:
+        buffer = io.BytesIO()
+        item.write_ipc(buffer, compression="lz4")
+        return buffer.getbuffer()
+
+    def _decode(self, data: bytes) -> pl.DataFrame:
+        return pl.read_ipc(io.BytesIO(data))
+
+
+class ByteSpool(_Store[bytes, T]):
+    """Byte strings (each with a payload) in order, replayed once: written as they are, in a moment."""
+
+    def add(self, data: bytes, payload: T) -> None:
+        self._keep(data, len(data), payload)
+
+    def _encode(self, item: bytes) -> bytes:
+        return item
+
+    def _decode(self, data: bytes) -> bytes:
+        return data
