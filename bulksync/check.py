@@ -110,13 +110,17 @@ def run_check(source: Source | SourceStream, spec: MappingSpec | None, client: L
             return identity_mapping(part, names, account_types=account_types, strict=False)
         return apply_mapping(part, spec, names, account_types=account_types, strict=False)
 
+    def mapped_rows(stream: SourceStream) -> tuple[MappedSource, int, _Mismatches]:
+        mapped = mapped_of(stream.header if isinstance(source, SourceStream) else source.cleared())
+        rows, mismatches = 0, _Mismatches()
+        for batch in stream.batches:
+            part = mapped_of(batch)
+            rows += part.frame.height + part.rejects.height
+            mismatches.add(part.invalid)
+        return mapped, rows, mismatches
+
     stream = source if isinstance(source, SourceStream) else SourceStream(source, iter([source]))
-    mapped = mapped_of(stream.header if isinstance(source, SourceStream) else source.cleared())
-    rows, mismatches = 0, _Mismatches()
-    for batch in stream.batches:
-        part = mapped_of(batch)
-        rows += part.frame.height + part.rejects.height
-        mismatches.add(part.invalid)
+    mapped, rows, mismatches = stream.consume(mapped_rows)  # Loops is asked once, even if JSONL starts over
 
     columns: list[ColumnCheck] = []
     custom: list[str] = []

@@ -121,7 +121,7 @@ def run_export(options: ExportOptions, loops: Connection | None = None) -> Expor
     stream = open_source(options.source, options.encoding, options.delimiter, fmt=options.source_format,
                          storage_options=options.storage_options)
     account = fetch_account(loops) if loops is not None else None
-    frame, contacts = read_contacts(stream, spec, account, options.key)
+    frame, contacts = stream.consume(lambda whole: read_contacts(whole, spec, account, options.key))
     where = f"{stream.header.path}:{stream.header.header_line}"
     filled = [name for name in contacts.fields if frame[name].null_count() < frame.height]
     if account is None:  # with an account, ensure_properties says the same for the properties it lacks

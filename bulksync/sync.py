@@ -23,7 +23,7 @@ from bulksync.config import HttpConfig, KeyField, Runtime, SyncConfig, check_bas
 from bulksync.errors import ConfigError
 from bulksync.files import refuse_clashes, unwritable
 from bulksync.location import StateLocation, describe, plan_state
-from bulksync.loops.account import Account, account_for, mapped_source, remembered
+from bulksync.loops.account import Account, AskedOnce, account_for, mapped_source, remembered
 from bulksync.loops.properties import ensure_properties
 from bulksync.loops.push import Outcome, push_all
 from bulksync.loops.record import StateRecorder
@@ -124,14 +124,20 @@ def load_contacts(
     """Map (typing values as the account's properties say), normalise and mark every batch.
 
     The account's properties and lists come from the state's remembered copy; Loops is asked
-    again only when the source names something that copy does not know.
+    again only when the source names something that copy does not know. A JSONL source whose later
+    batch changes its header is scanned again (``SourceStream.consume``): nothing is sent before.
     """
     remembered_account = remembered(state)
-    header = mapped_source(stream.header, spec, remembered_account)
-    names = field_names(header)
-    require_identity(header, names, key)  # a file that cannot work fails before any request
-    account = account_for(state, loops, names, spec.list_refs() if spec else [])
-    return scan(stream, key, index, lambda batch: mapped_source(batch, spec, account), recheck), account
+    reader = AskedOnce(loops) if loops is not None else None
+
+    def load(stream: SourceStream) -> tuple[Scanned, Account | None]:
+        header = mapped_source(stream.header, spec, remembered_account)
+        names = field_names(header)
+        require_identity(header, names, key)  # a file that cannot work fails before any request
+        account = account_for(state, reader, names, spec.list_refs() if spec else [])
+        return scan(stream, key, index, lambda batch: mapped_source(batch, spec, account), recheck), account
+
+    return stream.consume(load)
 
 
 def _sync(run: Run, scanned: Scanned, index: StateIndex, account: Account | None) -> SyncResult:

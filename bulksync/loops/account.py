@@ -7,6 +7,7 @@ remembered copy does not know.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,6 +26,15 @@ class AccountReader(Protocol):
     def properties(self) -> list[dict[str, Any]]: ...
 
     def lists(self) -> list[dict[str, Any]]: ...
+
+
+class AskedOnce:
+    """``loops``' properties and lists, each asked once: a scan started over (a JSONL source whose
+    later batch changed its header) asks Loops no more than the first one did."""
+
+    def __init__(self, loops: AccountReader) -> None:
+        self.properties = functools.cache(loops.properties)
+        self.lists = functools.cache(loops.lists)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,13 @@
 """JSONL: one JSON object per line, each value as canonical text plus its kind (number, boolean, ...).
 
-A column's kind is known only after the file's last line, so the whole source is parsed before its
-first batch is handed on: batch by batch, each into a spool (``spool.py``: memory, then a temporary
-file), never whole in memory, and then replayed. A batch of plain lines is parsed by polars
-(``jsonl_fast``); any other, or one polars' reading cannot be shown to match, line by line here. A
-line that is not an object, or not one bulksync can take, is set aside as malformed with its line
-number; one longer than ``MAX_RECORD_BYTES`` refuses the file.
+A column's kind is known only after the file's last line, yet each batch is handed on as soon as it is
+parsed, under the columns and kinds of the first batch (``open_jsonl``). If a later batch adds a column
+or changes a column's type, the consumer starts over (``SourceStream.consume``): the rest is parsed,
+and every batch is parsed again from the spool that kept its lines (``spool.py``: memory, then a
+temporary file), under the whole file's header; never is the file whole in memory. A batch of plain
+lines is parsed by polars (``jsonl_fast``); any other, or one polars' reading cannot be shown to match,
+line by line here. A line that is not an object, or not one bulksync can take, is set aside as
+malformed with its line number; one longer than ``MAX_RECORD_BYTES`` refuses the file.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import chain
@@ -25,10 +28,10 @@ import polars as pl
 from bulksync.columns import ROW
 from bulksync.errors import InputError
 from bulksync.source import jsonl_fast
-from bulksync.source.batch import Source, SourceStream, ValueKind
+from bulksync.source.batch import HeaderChanged, Source, SourceStream, ValueKind, same_types
 from bulksync.source.location import SourcePath
 from bulksync.source.records import MAX_RECORD_BYTES, cut_short, slices, too_long
-from bulksync.source.spool import Spool
+from bulksync.source.spool import ByteSpool
 from bulksync.source.text import utf8_text
 
 JSONL_CHUNK_LINES = 50_000
@@ -38,33 +41,111 @@ JSONL_CHUNK_LINES = 50_000
 BATCH_BYTES = 32 << 20
 _BLANK = re.compile(rb"[ \t\n\r\x0b\x0c]+")  # what bytes.isspace() holds blank
 _SPLIT_BYTES = 64 << 10  # lines split at a time: the list of 64 KB of blank lines is 512 KB
+_Part = tuple[pl.DataFrame, list[tuple[int, str]], bool]  # a batch's rows, its malformed lines, may it hold NUL
 
 
-def open_jsonl(path: SourcePath, blocks: Iterable[bytes], *, streamed: bool = False) -> SourceStream:
-    """Every line of UTF-8 ``blocks`` parsed now, a batch at a time; the batches are replayed as consumed.
+def open_jsonl(
+    path: SourcePath, blocks: Iterable[bytes], *, streamed: bool = False,
+    again: Callable[[], Iterable[bytes]] | None = None,
+) -> SourceStream:
+    """The first batch of UTF-8 ``blocks`` parsed now, for the header; the rest as the batches are consumed.
 
     ``streamed`` (standard input): a last line without a line end that is not JSON fails the source,
-    since the rest of it never came.
+    since the rest of it never came. ``again`` gives the same bytes afresh (a local file): a start over
+    reads them again rather than every batch's lines being kept in a spool on the way.
     """
-    spool: Spool[list[tuple[int, str]]] = Spool()
-    kinds: dict[str, set[ValueKind]] = {}
-    columns: dict[str, None] = {}
-    seen = False
-    for chunk, (frame, batch_kinds, malformed) in _parsed(path, _line_chunks(path, blocks)):
-        last = chunk.lines_before + chunk.lines
-        if streamed and chunk.unterminated and malformed and malformed[-1][0] == last:
-            raise cut_short(path, f"line {last}: {malformed[-1][1]}")
-        for name, kind in batch_kinds.items():
-            kinds.setdefault(name, set()).update(kind)
-        columns.update(dict.fromkeys(c for c in frame.columns if c != ROW))
-        seen = seen or frame.height > 0 or bool(malformed)
-        spool.add(frame, malformed)
-    if not seen:
-        raise InputError(f"{path}: the file is empty; expected one JSON object per line, such as {{\"email\": ...}}")
-    resolved = {c: (next(iter(k)) if len(k) == 1 else "string") for c, k in kinds.items()}
-    header = Source(path=path, frame=pl.DataFrame(schema={ROW: pl.UInt32, **{c: pl.String for c in columns}}),
-                    kinds=resolved, header_lines=0)
-    return SourceStream(header, _replayed(header, spool))
+    reading = _Reading(path, _parsed(path, _line_chunks(path, blocks)), streamed=streamed, again=again)
+    return SourceStream(reading.header, reading.batches(), reading.settle)
+
+
+class _Reading:
+    """A JSONL source read once, batch by batch: each batch handed on under the header of the first
+    until one changes it, and its lines kept in a spool, to be parsed again under the whole file's
+    header if one does (frames would cost far more to keep: a JSONL file rarely changes its columns)."""
+
+    def __init__(
+        self, path: SourcePath, parts: Iterator[tuple[_Chunk, jsonl_fast.Parsed]], *, streamed: bool,
+        again: Callable[[], Iterable[bytes]] | None,
+    ) -> None:
+        self.path, self.parts, self.streamed, self.again = path, parts, streamed, again
+        self.spool: ByteSpool[tuple[int, int, bool]] | None = ByteSpool() if again is None else None
+        self.kinds: dict[str, set[ValueKind]] = {}
+        self.columns: dict[str, None] = {}
+        self.given: Source | None = None  # the header handed out: the first batch's
+        self.changed = False  # a batch since changed it
+        self.done = False
+        self.failed: BaseException | None = None
+        self.lock = threading.Lock()  # the batches are read in a prefetching thread; settle() in the consumer's
+        self.opening: list[_Part] = []
+        while not any(frame.height or malformed for frame, malformed, _ in self.opening):
+            part = self._next()
+            if part is None:
+                raise InputError(f"{path}: the file is empty; expected one JSON object per line, such as "
+                                 '{"email": ...}')
+            self.opening.append(part)
+        self.given = self.header = self._header()
+
+    def batches(self) -> Iterator[Source]:
+        for opened in self.opening:
+            yield _batch(self.header, *opened)
+        self.opening = []
+        while (part := self._next()) is not None:
+            if self.changed:
+                raise HeaderChanged
+            yield _batch(self.header, *part)
+
+    def settle(self) -> SourceStream | None:
+        """Every batch read; the stream to start over with if one changed the header, else None."""
+        while self._next() is not None:
+            pass
+        if not self.changed:
+            return None
+        whole = self._header()
+        if self.again is not None:
+            chunks = _line_chunks(self.path, self.again())
+        else:
+            assert self.spool is not None
+            spool, self.spool = self.spool, None
+            chunks = (_Chunk(data, *where) for data, where in spool.replay())
+        again = (_batch(whole, frame, malformed, _holds_nul(chunk.data))
+                 for chunk, (frame, _, malformed) in _parsed(self.path, chunks))
+        return SourceStream(whole, again)
+
+    def _next(self) -> _Part | None:
+        """The next batch parsed and spooled (None at the end); a failure to read is raised again."""
+        with self.lock:
+            if self.failed is not None:
+                raise self.failed
+            if self.done:
+                return None
+            try:
+                chunk, (frame, batch_kinds, malformed) = next(self.parts)
+                last = chunk.lines_before + chunk.lines
+                if self.streamed and chunk.unterminated and malformed and malformed[-1][0] == last:
+                    raise cut_short(self.path, f"line {last}: {malformed[-1][1]}")
+            except StopIteration:
+                self.done = True
+                if not self.changed and self.spool is not None:  # the first batch's header holds: no replay
+                    self.spool.discard()
+                    self.spool = None
+                return None
+            except BaseException as exc:
+                self.failed = exc
+                raise
+            for name, kind in batch_kinds.items():
+                self.kinds.setdefault(name, set()).update(kind)
+            self.columns.update(dict.fromkeys(c for c in frame.columns if c != ROW))
+            if self.spool is not None:
+                self.spool.add(chunk.data, (chunk.lines_before, chunk.lines, chunk.unterminated))
+            if self.given is not None and not self.changed:
+                self.changed = not same_types(self.given, self._header())
+            return frame, malformed, _holds_nul(chunk.data)
+
+    def _header(self) -> Source:
+        """The columns and kinds of the batches read so far (a column of several kinds is a string)."""
+        resolved = {c: (next(iter(k)) if len(k) == 1 else "string") for c, k in self.kinds.items()}
+        frame = pl.DataFrame(schema={ROW: pl.UInt32, **{c: pl.String for c in self.columns}})
+        return Source(path=self.path, frame=frame, kinds=resolved, header_lines=0)
 
 
 def _parsed(path: SourcePath, chunks: Iterator[_Chunk]) -> Iterator[tuple[_Chunk, jsonl_fast.Parsed]]:
@@ -85,13 +166,18 @@ def _parsed(path: SourcePath, chunks: Iterator[_Chunk]) -> Iterator[tuple[_Chunk
             yield ahead[0], ahead[1].result()
 
 
-def _replayed(header: Source, spool: Spool[list[tuple[int, str]]]) -> Iterator[Source]:
-    """The spooled batches, each with every column of the file (the ones it lacks as nulls)."""
+def _batch(header: Source, frame: pl.DataFrame, malformed: list[tuple[int, str]], may_hold_nul: bool) -> Source:
+    """A parsed batch with every column of ``header`` (the ones it lacks as nulls)."""
     names = header.frame.columns
-    for frame, malformed in spool.replay():
-        missing = [name for name in names if name not in frame.columns]
-        full = frame.with_columns(pl.lit(None, dtype=pl.String).alias(name) for name in missing).select(names)
-        yield Source(path=header.path, frame=full, kinds=dict(header.kinds), malformed=malformed, header_lines=0)
+    missing = [name for name in names if name not in frame.columns]
+    full = frame.with_columns(pl.lit(None, dtype=pl.String).alias(name) for name in missing).select(names)
+    return Source(path=header.path, frame=full, kinds=dict(header.kinds), malformed=malformed, header_lines=0,
+                  may_hold_nul=may_hold_nul)
+
+
+def _holds_nul(data: bytes) -> bool:
+    """Whether a value of these lines may hold a NUL: JSON has it only as ``\\u0000`` (a raw one is malformed)."""
+    return b"\x00" in data or b"\\u0000" in data
 
 
 @dataclass(frozen=True)

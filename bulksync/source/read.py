@@ -11,7 +11,8 @@ through a bounded amount of memory. Parquet is read by polars, a row group at a 
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterable, Iterator, Mapping
+import stat
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import chain
 from pathlib import Path
 
@@ -34,7 +35,10 @@ def read_source(
     fmt: str | None = None, storage_options: StorageOptions = None,
 ) -> Source:
     """The whole of ``source`` as one Source (for a caller that wants every row at once)."""
-    stream = open_source(source, encoding, delimiter, fmt=fmt, storage_options=storage_options)
+    return open_source(source, encoding, delimiter, fmt=fmt, storage_options=storage_options).consume(_whole)
+
+
+def _whole(stream: SourceStream) -> Source:
     parts = list(stream.batches)
     return Source(
         path=stream.header.path,
@@ -54,8 +58,9 @@ def open_source(
 
     The format is ``fmt`` (``--format``) or the name's extension: .csv, .tsv or .jsonl/.ndjson, each
     optionally .gz (gzip is also recognised from the bytes), or .parquet. The header is read and
-    checked here; the rows are read as ``batches`` is consumed. ``storage_options`` are a URL's
-    settings beyond the environment (``--storage-option KEY=VALUE``).
+    checked here (for JSONL: its first batch is parsed); the rows are read as the stream is consumed,
+    always through ``SourceStream.consume``. ``storage_options`` are a URL's settings beyond the
+    environment (``--storage-option KEY=VALUE``).
     """
     where = locate(source)
     kind, gzipped = source_format(where, fmt)
@@ -67,11 +72,37 @@ def open_source(
 
         return open_parquet(where, options)
     streamed = isinstance(where, Location) and where.kind == "stdin"  # read once: a cut-short end fails the run
+    again = _unchanged_file(where, lambda: _utf8_blocks(where, source_blocks(where, BLOCK_BYTES, gzipped=gzipped),
+                                                        encoding))
     blocks = _utf8_blocks(where, source_blocks(where, BLOCK_BYTES, gzipped=gzipped, storage_options=options),
                           encoding)
     if kind == "jsonl":
-        return open_jsonl(where, blocks, streamed=streamed)
+        return open_jsonl(where, blocks, streamed=streamed, again=again)
     return open_csv(where, blocks, delimiter or ("\t" if kind == "tsv" else None), streamed=streamed)
+
+
+def _unchanged_file(where: SourcePath, read: Callable[[], Iterator[bytes]]) -> Callable[[], Iterator[bytes]] | None:
+    """``read`` once more, for a local regular file that has not changed since now (a JSONL source that
+    starts over reads it twice); None for anything that reads once (a pipe, a FIFO, a URL)."""
+    if not isinstance(where, Path):
+        return None
+    try:
+        before = where.stat()
+    except OSError:
+        return None  # the first read says why
+    if not stat.S_ISREG(before.st_mode):
+        return None
+
+    def again() -> Iterator[bytes]:
+        try:
+            now = where.stat()
+        except OSError as exc:
+            raise InputError(f"{where}: cannot be read again ({exc.strerror}); check the file is complete") from None
+        if (now.st_ino, now.st_size, now.st_mtime_ns) != (before.st_ino, before.st_size, before.st_mtime_ns):
+            raise InputError(f"{where}: changed while it was read; run again once the export is complete")
+        return read()
+
+    return again
 
 
 def _utf8_blocks(path: SourcePath, blocks: Iterator[bytes], encoding: str) -> Iterator[bytes]:

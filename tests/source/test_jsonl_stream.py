@@ -1,6 +1,7 @@
 """JSONL in batches (jsonl_reader.py, jsonl_fast.py, spool.py): every column and its kind known from
 the whole file, yet the file never whole in memory; polars' fast reading of a batch taken only when
-it matches the line-by-line parser exactly. And ``check`` and ``state baseline`` a batch at a time."""
+it matches the line-by-line parser exactly. And ``check`` and ``state baseline`` a batch at a time.
+(Starting over when a later batch changes the header: test_jsonl_restart.py.)"""
 
 from __future__ import annotations
 
@@ -41,11 +42,10 @@ def test_columns_and_kinds_come_from_every_batch(tmp_path: Path) -> None:
     path.write_text(lines({"email": "a@x.io", "mixed": 1}, {"email": "b@x.io", "seats": 2},
                           {"email": "c@x.io", "mixed": "two"}, {"email": "d@x.io", "late": True}))
 
-    stream = open_source(path)
-    batches = list(stream.batches)
+    header, batches = open_source(path).consume(lambda stream: (stream.header, list(stream.batches)))
 
-    assert stream.header.columns == ["email", "mixed", "seats", "late"]
-    assert stream.header.kinds == {"email": "string", "mixed": "string", "seats": "number", "late": "boolean"}
+    assert header.columns == ["email", "mixed", "seats", "late"]
+    assert header.kinds == {"email": "string", "mixed": "string", "seats": "number", "late": "boolean"}
     assert len(batches) == 4
     assert all(batch.frame.columns == [ROW, "email", "mixed", "seats", "late"] for batch in batches)
     assert [row for batch in batches for row in batch.frame.rows()] == [
@@ -153,7 +153,10 @@ def test_plain_exports_take_the_fast_path() -> None:
     escaped = "".join(json.dumps({"email": f"u{n}@x.io", "name": "Zoë\t"}, ensure_ascii=False) + "\n"
                       for n in range(50)).encode()  # json.dumps' \u00eb and \ud83d\ude00 ... and a \t
 
-    for data in (compact, spaced.replace(b"\\ud83d\\ude00", b""), escaped):
+    timed = "".join(json.dumps({"email": f"u{n}@x.io", "seen": f"2024-01-01T12:{n:02d}", "url": "https://x.io:8080"})
+                    + "\n" for n in range(50)).encode()  # colons in values: none ends a key spaced from it
+
+    for data in (compact, spaced.replace(b"\\ud83d\\ude00", b""), escaped, timed):
         fast, slow = both(data)
         assert fast is not None
         assert fast[0].to_dicts() == slow[0].select(fast[0].columns).to_dicts()
@@ -213,3 +216,29 @@ def test_baseline_of_a_jsonl_file_in_batches(tmp_path: Path, monkeypatch: pytest
 
     assert summary.unchanged == 30
     assert state_fields(tmp_path)["u29@x.io"]["seats"] == "29"
+
+
+@given(st.binary(max_size=40).map(lambda b: bytes(b'":nul '[x % 6] for x in b)), st.integers(1, 7))
+def test_counting_a_slice_at_a_time_counts_every_match_once(data: bytes, slice_bytes: int) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(jsonl_fast, "_COUNT_BYTES", slice_bytes)
+        for sub in (b'"', b'":', b'":null', b'": null'):
+            assert jsonl_fast._count(data, sub) == data.count(sub)
+
+
+def test_a_nul_is_looked_for_only_in_the_batches_that_may_hold_one(
+    cli: Any, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jsonl_reader, "BATCH_BYTES", 40)
+    (workdir / "in.jsonl").write_text(lines({"email": "a@x.io", "firstName": "Ada"},
+                                            {"email": "b@x.io", "firstName": "B\u0000b"},
+                                            {"email": "c@x.io", "firstName": "Cy\\u0000"}))
+
+    batches = open_source(workdir / "in.jsonl").consume(lambda stream: list(stream.batches))
+    result = cli("sync", "in.jsonl", "--state", "state.db", "--dry-run")
+
+    # JSON writes a NUL as \u0000; the third line's "\\u0000" (a backslash, then u0000) only looks like one.
+    assert [batch.may_hold_nul for batch in batches] == [False, True, True]
+    rejected = [row for row in result.report() if row["action"] == "reject"]
+    assert [(row["row"], row["error"]) for row in rejected] == [
+        ("2", "firstName contains a NUL character; remove it from the source")]
