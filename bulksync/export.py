@@ -13,7 +13,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +22,7 @@ import polars as pl
 
 from bulksync.columns import KEY, ROW, STATE_HASH
 from bulksync.config import DEFAULT_STATE_PATH, STDIN, KeyField
-from bulksync.errors import ConfigError
+from bulksync.errors import ConfigError, Interrupted
 from bulksync.files import open_private, os_problem, refuse_clashes, unwritable
 from bulksync.location import StateLocation, StateURL
 from bulksync.loops.account import Account, custom_fields, fetch_account, mapped_source
@@ -106,11 +106,14 @@ class ExportOptions:
         return self.report or self.to / REJECTS
 
 
-def run_export(options: ExportOptions, loops: Connection | None = None) -> ExportResult:
+def run_export(
+    options: ExportOptions, loops: Connection | None = None, stopping: Callable[[], bool] = lambda: False
+) -> ExportResult:
     """Write the upload files, manifest and guide for ``options.source`` into ``options.to``.
 
     Raises a :class:`BulksyncError` for anything that stops it; nothing is written into the folder
-    before every check has passed.
+    before every check has passed. ``stopping`` (a signal) is asked while the source is read and
+    before each file is written; a folder left without its manifest is no finished export.
     """
     to, report = options.to, options.report_path
     if options.create_properties and loops is None:
@@ -121,7 +124,7 @@ def run_export(options: ExportOptions, loops: Connection | None = None) -> Expor
     stream = open_source(options.source, options.encoding, options.delimiter, fmt=options.source_format,
                          storage_options=options.storage_options)
     account = fetch_account(loops) if loops is not None else None
-    frame, contacts = stream.consume(lambda whole: read_contacts(whole, spec, account, options.key))
+    frame, contacts = stream.consume(lambda whole: read_contacts(whole, spec, account, options.key, stopping))
     where = f"{stream.header.path}:{stream.header.header_line}"
     filled = [name for name in contacts.fields if frame[name].null_count() < frame.height]
     if account is None:  # with an account, ensure_properties says the same for the properties it lacks
@@ -136,10 +139,12 @@ def run_export(options: ExportOptions, loops: Connection | None = None) -> Expor
     result = _result(options, rejected=contacts.rejects.height, types=types,
                      missing=[] if options.create_properties else missing,
                      notes=created if options.create_properties else [])
+    _stop_if(stopping, "nothing was written")
     for path in earlier:
         path.unlink()
     lists = {list_id: name for name, list_id in account.lists.items()} if account else {}
     for file in files:
+        _stop_if(stopping, f"{to} holds no manifest: it is not a finished export; run it again")
         shaped = upload_frame(file, filled)
         write_upload_file(to / file.name, shaped)
         result.files.append((file.name, file.rows, {list_id: lists.get(list_id, list_id) for list_id in file.lists}))
@@ -153,13 +158,18 @@ def run_export(options: ExportOptions, loops: Connection | None = None) -> Expor
     return result
 
 
+def _stop_if(stopping: Callable[[], bool], left: str) -> None:
+    if stopping():
+        raise Interrupted(f"stopped: {left}")
+
+
 def read_contacts(stream: SourceStream, spec: MappingSpec | None, account: Account | None,
-                  key: KeyField) -> tuple[pl.DataFrame, Scanned]:
+                  key: KeyField, stopping: Callable[[], bool] = lambda: False) -> tuple[pl.DataFrame, Scanned]:
     """The valid contacts of ``stream`` (one per key: its last row, ``ROW``, ``KEY`` and the fields),
     read as a sync reads it against an empty state. Each batch is mapped and checked as it is read,
     so only the checked fields are held, never the source's text."""
     nobody = StateIndex.of(pl.DataFrame(schema={KEY: pl.String, STATE_HASH: pl.Int64}))
-    scanned = scan(stream, key, nobody, lambda batch: mapped_source(batch, spec, account))
+    scanned = scan(stream, key, nobody, lambda batch: mapped_source(batch, spec, account), stopping=stopping)
     frame = split(scanned.contacts, scanned.rows, nobody, delete_missing=False).new
     return frame.select(ROW, KEY, *scanned.fields), scanned
 

@@ -97,7 +97,8 @@ def run_sync(config: SyncConfig, runtime: Runtime | None = None) -> SyncResult:
             state.check_key(config.key)
             index = StateIndex.of(state.hashes())
             recheck = pl.Series(state.held_back_keys(), dtype=pl.String) if config.resubscribe else None
-            scanned, account = load_contacts(stream, spec, config.key, state, loops, index=index, recheck=recheck)
+            scanned, account = load_contacts(stream, spec, config.key, state, loops, index=index, recheck=recheck,
+                                             stopping=runtime.should_stop)
             return _sync(run, scanned, index, account)
 
 
@@ -120,6 +121,7 @@ def load_contacts(
     *,
     index: StateIndex,
     recheck: pl.Series | None = None,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> tuple[Scanned, Account | None]:
     """Map (typing values as the account's properties say), normalise and mark every batch.
 
@@ -135,7 +137,8 @@ def load_contacts(
         names = field_names(header)
         require_identity(header, names, key)  # a file that cannot work fails before any request
         account = account_for(state, reader, names, spec.list_refs() if spec else [])
-        return scan(stream, key, index, lambda batch: mapped_source(batch, spec, account), recheck), account
+        return scan(stream, key, index, lambda batch: mapped_source(batch, spec, account), recheck,
+                    stopping=stopping), account
 
     return stream.consume(load)
 

@@ -197,7 +197,7 @@ def export_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from bulksync.loops.connection import Connection  # noqa: PLC0415 (see baseline_command)
 
     with _runtime(args) as (runtime, _), (Connection(http, runtime) if http.api_key else nullcontext()) as loops:
-        result = run_export(options, loops)
+        result = run_export(options, loops, runtime.should_stop)
     out.write(render_export(result) + "\n")
     return ExitStatus.OK
 

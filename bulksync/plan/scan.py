@@ -20,6 +20,7 @@ import polars as pl
 
 from bulksync.columns import KEY, KEY_HASH, ROW, STATE_ROW, STATUS
 from bulksync.config import KeyField
+from bulksync.errors import Interrupted
 from bulksync.plan.diff import UNCHANGED, mark
 from bulksync.plan.fingerprint import with_fingerprint
 from bulksync.plan.index import StateIndex
@@ -61,8 +62,11 @@ def scan(
     index: StateIndex,
     mapped: Callable[[Source], Source] = lambda source: source,
     recheck: pl.Series | None = None,
+    *,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> Scanned:
-    """Every batch of ``stream`` mapped, validated, hashed and marked against ``index``."""
+    """Every batch of ``stream`` mapped, validated, hashed and marked against ``index``; ``stopping``
+    (a signal) is asked between batches: a 10M-row source takes half a minute to read."""
     other = other_identifier(key)
     slims: list[pl.DataFrame] = []
     changed: list[pl.DataFrame] = []
@@ -70,6 +74,8 @@ def scan(
     types: dict[str, str] = {}
     fields: dict[str, None] = {}  # ordered: the first batch's order, then any field a later batch adds
     for batch in prefetched(stream.batches):
+        if stopping():
+            raise Interrupted("stopped while the source was read: nothing was sent")
         checked = validate(mapped(batch), key)
         rejects.add_invalid(checked.rejects)
         marked = mark(with_fingerprint(checked.frame, checked.fields, checked.types), index, recheck)
