@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from bulksync.fields import LIST_PREFIX, MAILING_LISTS, STANDARD_FIELDS, is_list_field
-from bulksync.source.batch import Source, SourceStream
+from bulksync.source.batch import Source, SourceStream, kind_type
 from bulksync.source.mapping import (
     MappedSource,
     apply_mapping,
@@ -208,7 +208,7 @@ def _field_type(name: str, mapped: MappedSource, account_types: dict[str, str]) 
         mapped.types.get(name)
         or STANDARD_FIELDS.get(name)
         or account_types.get(name)
-        or (kind if kind in ("number", "boolean", "date") else "string")
+        or kind_type(kind)
     )
 
 

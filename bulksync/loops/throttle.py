@@ -128,7 +128,7 @@ class RateLimiter:
             with suppress(ValueError):  # gone already if the process was stopped past HISTORY_S (SIGSTOP)
                 self._sent.remove(slot)
             before = bisect_right(self._sent, now)
-            budget = max(1, math.floor(self.limit - self.others))
+            budget = self._budget()
             wait = self._sent[before - budget] + WINDOW + self.guard - now if before >= budget else 0.0
             sent = now + max(0.0, wait)
             insort(self._sent, sent)
@@ -142,9 +142,13 @@ class RateLimiter:
         with self._lock, suppress(ValueError):
             self._sent.remove(slot)
 
+    def _budget(self) -> int:
+        """Our own requests any window may hold: the limit less what others use."""
+        return max(1, math.floor(self.limit - self.others))
+
     def _window_wait(self, now: float) -> float:
         """How long until one more request keeps every window within the limit."""
-        budget = max(1, math.floor(self.limit - self.others))
+        budget = self._budget()
         while self._sent and self._sent[0] <= now - HISTORY_S:
             self._sent.popleft()
         if len(self._sent) < budget or self._sent[-budget] <= now - WINDOW - self.guard:

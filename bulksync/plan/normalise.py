@@ -27,7 +27,7 @@ from bulksync.fields import (
     list_field,
     loops_name,
 )
-from bulksync.source.batch import Source
+from bulksync.source.batch import Source, kind_type
 
 LISTS_INVALID = "__lists_invalid"
 _NO_REJECTS = pl.DataFrame(schema={ROW: pl.UInt32, KEY: pl.String, REASON: pl.String})
@@ -192,7 +192,7 @@ def _field_type(name: str, kind: str) -> str:
         return STANDARD_FIELDS[name]
     if is_list_field(name):
         return "boolean"
-    return kind if kind in ("number", "boolean", "date") else "string"
+    return kind_type(kind)
 
 
 def _expand_mailing_lists(frame: pl.DataFrame, source: Source) -> tuple[pl.DataFrame, pl.Expr | None]:

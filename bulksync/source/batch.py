@@ -97,10 +97,12 @@ class HeaderChanged(Exception):
 def same_types(given: Source, whole: Source) -> bool:
     """Whether ``whole`` (the source read further) has the columns of ``given`` and types each as it did."""
     return whole.columns == given.columns and all(
-        _type_of(given.kinds.get(name)) == _type_of(whole.kinds.get(name)) for name in whole.columns)
+        kind_type(given.kinds.get(name)) == kind_type(whole.kinds.get(name)) for name in whole.columns)
 
 
-def _type_of(kind: ValueKind | None) -> str:
+def kind_type(kind: ValueKind | None) -> str:
+    """The field type a column of this kind gets when nothing else (a standard field, the account)
+    decides it: number, boolean and date keep their own, anything else is text."""
     return kind if kind in TYPED_KINDS else "string"
 
 
